@@ -1,0 +1,51 @@
+"""Shared types and conventions used by every lsstdrp stage (DESIGN.md section 2).
+
+- :class:`MaskPlane` and the mask rule (:func:`normalize_mask`, :func:`bad_pixel_mask`);
+- :class:`Exposure`, the frozen carrier of image, variance, mask and metadata;
+- the :class:`Psf` / :class:`VisitPsf` protocols with :class:`GaussianPsf`,
+  :class:`MoffatPsf`, :class:`ImagePsf` and adapters to GalSim and photutils;
+- :class:`PhotoCalib` (e⁻ -> nJy);
+- the catalog column registry and reference-catalog schemas;
+- boundary validation helpers and the error taxonomy.
+"""
+
+from .._errors import (
+    AccuracyWarning,
+    ConvergenceError,
+    InputDataWarning,
+    InvalidInputError,
+    LsstDrpError,
+    LsstDrpWarning,
+    ResourceLimitError,
+)
+from ._mask import DEFAULT_BAD_PLANES, MaskPlane
+from ._validate import (
+    as_image,
+    as_rng,
+    bad_pixel_mask,
+    check_in,
+    check_positive,
+    check_same_shape,
+    image_dtype,
+    normalize_mask,
+)
+
+__all__ = [
+    "LsstDrpError",
+    "InvalidInputError",
+    "ConvergenceError",
+    "ResourceLimitError",
+    "LsstDrpWarning",
+    "InputDataWarning",
+    "AccuracyWarning",
+    "MaskPlane",
+    "DEFAULT_BAD_PLANES",
+    "as_image",
+    "as_rng",
+    "bad_pixel_mask",
+    "check_in",
+    "check_positive",
+    "check_same_shape",
+    "image_dtype",
+    "normalize_mask",
+]
