@@ -96,8 +96,8 @@ def as_image(
     Returns
     -------
     numpy.ndarray
-        A native-byte-order, C-contiguous floating array. It is the input object itself
-        when nothing had to change, so callers must not write into it.
+        A native-byte-order, C-contiguous floating array. It shares memory with the
+        input when nothing had to change, so callers must not write into it.
 
     Raises
     ------
