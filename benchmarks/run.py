@@ -18,7 +18,9 @@ For each benchmark both sides are called once to warm up (numba compilation, cac
 then timed ``repeats`` times with :func:`time.perf_counter`; the median is reported, and
 the ratio is ``lsstdrp median / peer median`` (< 1: lsstdrp is faster). Each side is then
 called once more to measure its peak-RSS increase: the peak resident set size during the
-call minus the RSS just before it. On Linux the kernel's high-water mark is reset first
+call minus the RSS just before it, after freed heap memory has been handed back to the
+OS (glibc ``malloc_trim``) so that the call cannot hide its allocations by reusing memory
+the warm-up left resident. On Linux the kernel's high-water mark is reset first
 (``5`` written to ``/proc/self/clear_refs``) and ``VmHWM`` read afterwards, which is
 exact; elsewhere a thread samples the RSS every millisecond (psutil, else
 ``/proc/self/statm``), which can miss spikes shorter than that. The method used is
@@ -29,6 +31,8 @@ all into one file with ``--json``.
 from __future__ import annotations
 
 import argparse
+import ctypes
+import ctypes.util
 import gc
 import importlib.metadata
 import importlib.util
@@ -113,6 +117,28 @@ def _status_kib(field: str) -> int | None:
     return None
 
 
+def _release_free_memory() -> None:
+    """Collect garbage and hand freed heap memory back to the OS (glibc ``malloc_trim``).
+
+    Without this, memory freed by the warm-up and timed calls stays resident (glibc
+    raises its mmap threshold after a large free and then serves the next large array
+    from the heap), so the measured call would reuse it and show no RSS increase.
+    """
+    gc.collect()
+    global _LIBC
+    if _LIBC is None:
+        try:
+            _LIBC = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+            _LIBC.malloc_trim  # noqa: B018 - glibc only
+        except (OSError, AttributeError):
+            _LIBC = False
+    if _LIBC:
+        _LIBC.malloc_trim(0)
+
+
+_LIBC: Any = None
+
+
 def _reset_hwm() -> bool:
     """Reset the kernel's peak-RSS mark (Linux >= 4.0); False when not possible."""
     try:
@@ -165,7 +191,7 @@ def peak_rss_increase(func: Callable[[Any], Any], data: Any, method: str | None 
     ``method`` is ``"vmhwm"`` (reset the kernel high-water mark, exact), ``"sampling"``
     (a 1 ms sampling thread) or None for the best available.
     """
-    gc.collect()
+    _release_free_memory()
     if method in (None, "vmhwm") and _reset_hwm():
         before = _status_kib("VmRSS")
         func(data)
