@@ -21,6 +21,17 @@ from .._errors import (
 from ._mask import DEFAULT_BAD_PLANES, MaskPlane
 from ._exposure import Exposure
 from ._photocalib import AB_MAG_OF_1_NJY, PhotoCalib, abmag_to_njy, njy_to_abmag
+from ._psf import (
+    GaussianPsf,
+    ImagePsf,
+    MoffatPsf,
+    Psf,
+    VisitPsf,
+    from_galsim,
+    from_photutils,
+    to_galsim,
+    to_photutils,
+)
 from ._schema import (
     APERTURE_RADII,
     ASTROMETRIC_REFCAT_COLUMNS,
@@ -63,6 +74,15 @@ __all__ = [
     "AB_MAG_OF_1_NJY",
     "abmag_to_njy",
     "njy_to_abmag",
+    "Psf",
+    "VisitPsf",
+    "GaussianPsf",
+    "MoffatPsf",
+    "ImagePsf",
+    "to_galsim",
+    "from_galsim",
+    "to_photutils",
+    "from_photutils",
     "ColumnSpec",
     "SOURCE_COLUMNS",
     "APERTURE_RADII",
