@@ -217,7 +217,7 @@ class PublicConstants(SphinxDirective):
             obj = getattr(module, name)
             if callable(obj) or inspect.ismodule(obj):
                 continue
-            rst.append(f".. py:data:: {modname}.{name}")
+            rst += [f".. py:data:: {name}", f"   :module: {modname}"]
             value = repr(obj)
             if len(value) <= 80:
                 rst.append(f"   :value: {value}")
