@@ -143,12 +143,12 @@ def test_flat_fnu_source_is_the_dcr_reference():
 # -- interpolation accuracy ---------------------------------------------------------------
 
 
-@settings(deadline=None, derandomize=True, max_examples=30)
+@settings(deadline=None, derandomize=True, max_examples=20)
 @given(
     temperature=temperatures,
-    tilt=st.floats(min_value=-1.5, max_value=1.5),
-    shift=st.floats(min_value=-3.0, max_value=3.0),
-    band=st.sampled_from(["u", "g", "i"]),
+    tilt=st.floats(min_value=-1.0, max_value=1.0),
+    shift=st.floats(min_value=-2.0, max_value=2.0),
+    band=st.sampled_from(["u", "g"]),  # the most SED-sensitive bands
 )
 def test_interpolation_matches_direct_integration(temperature, tilt, shift, band):
     # Arrays so that the tilt/shift node interpolation is exercised, not bypassed.
