@@ -11,15 +11,17 @@ At focal-plane position (u, v) (deg from the boresight) and wavelength lambda (n
 
     atmosphere = Kolmogorov(fwhm = FWHM_atm(lambda, X) * sqrt(1 + dT/T(u, v)))
                  .shear(Shear(e1=e1(u, v), e2=e2(u, v)))           # distortion e
-    optics     = Gaussian(fwhm = optics_fwhm_500 * lambda / 500 nm) # if > 0
+    optics     = Gaussian(fwhm = sqrt(optics_fwhm**2 + (1.028 lambda / D)**2)) # if > 0
     psf        = Convolve(atmosphere, optics)                      # arcsec units
 
 with ``FWHM_atm`` from :func:`lsstdrp.sim._chromatic.atmospheric_fwhm_arcsec`
 (Kolmogorov: proportional to lambda**(-1/5) X**(3/5)), and dT/T, e1, e2 second-order
 polynomials in (u, v). A star of SED S is rendered with the monochromatic PSF at its
 own photon-weighted effective wavelength (the *effective-wavelength approximation*);
-this is what makes the truth PSF chromatic (bluer stars have broader atmospheric PSFs
-and narrower optical PSFs).
+this is what makes the truth PSF chromatic (bluer stars have broader PSFs). The optical
+blur is dominated by achromatic aberrations and figure errors; only its small
+diffraction part (1.028 lambda / D, D = 6.423 m, 0.017 arcsec at 500 nm) scales with
+wavelength.
 """
 
 from __future__ import annotations
@@ -39,6 +41,10 @@ __all__ = ["TruthPsf", "make_truth_psf", "GSPARAMS", "N_FIELD_TERMS"]
 
 N_FIELD_TERMS = 6
 """Number of coefficients of a field polynomial: 1, u, v, u^2, u v, v^2."""
+
+#: Effective clear aperture diameter (m) of an LSST-like telescope, for diffraction.
+LSST_APERTURE_M = 6.423
+_RAD_TO_ARCSEC = 180.0 * 3600.0 / math.pi
 
 GSPARAMS = galsim.GSParams(
     minimum_fft_size=64,
@@ -98,9 +104,10 @@ class TruthPsf:
         Airmass of the visit, >= 1.
     fwhm_500 : float
         Atmospheric seeing FWHM (arcsec) at 500 nm and zenith, > 0.
-    optics_fwhm_500 : float, optional
-        FWHM (arcsec) at 500 nm of the Gaussian optics component, whose width scales
-        proportional to wavelength; 0 switches it off.
+    optics_fwhm : float, optional
+        FWHM (arcsec) of the achromatic part of the Gaussian optics component (aberrations,
+        figure errors); diffraction is added in quadrature. 0 switches the optics
+        component off.
     size_gradient : tuple of 6 float, optional
         Coefficients of dT/T(u, v), the fractional change of the second-moment size
         T = Ixx + Iyy of the atmospheric component, in the terms (1, u, v, u^2, u v,
@@ -143,7 +150,7 @@ class TruthPsf:
 
     Examples
     --------
-    >>> psf = TruthPsf(band="r", airmass=1.2, fwhm_500=0.7, optics_fwhm_500=0.0)
+    >>> psf = TruthPsf(band="r", airmass=1.2, fwhm_500=0.7, optics_fwhm=0.0)
     >>> prof = psf.sky_profile(0.0, 0.0, 500.0)   # a galsim.Kolmogorov
     >>> round(prof.fwhm / (0.7 * 1.2**0.6), 12)
     1.0
@@ -152,7 +159,7 @@ class TruthPsf:
     band: str
     airmass: float
     fwhm_500: float
-    optics_fwhm_500: float = 0.35
+    optics_fwhm: float = 0.35
     size_gradient: tuple[float, ...] = (0.0,) * N_FIELD_TERMS
     e1_field: tuple[float, ...] = (0.0,) * N_FIELD_TERMS
     e2_field: tuple[float, ...] = (0.0,) * N_FIELD_TERMS
@@ -163,8 +170,8 @@ class TruthPsf:
         set_ = object.__setattr__
         set_(self, "airmass", _positive(self.airmass, "airmass", minimum=1.0, inclusive=True))
         set_(self, "fwhm_500", _positive(self.fwhm_500, "fwhm_500"))
-        set_(self, "optics_fwhm_500",
-             _positive(self.optics_fwhm_500, "optics_fwhm_500", inclusive=True))
+        set_(self, "optics_fwhm",
+             _positive(self.optics_fwhm, "optics_fwhm", inclusive=True))
         for name in ("size_gradient", "e1_field", "e2_field"):
             set_(self, name, _as_coefficients(getattr(self, name), name))
 
@@ -255,8 +262,8 @@ class TruthPsf:
         out = atmospheric_fwhm_arcsec(self.fwhm_500, wave_nm, self.airmass) * np.sqrt(factor)
         return out[()] if np.ndim(out) == 0 else out
 
-    def optics_fwhm(self, wave_nm: ArrayLike) -> Any:
-        """Return the FWHM (arcsec) of the optics component, ``optics_fwhm_500 * lambda/500``.
+    def optics_fwhm_at(self, wave_nm: ArrayLike) -> Any:
+        """FWHM (arcsec) of the optics component: ``sqrt(optics_fwhm**2 + (1.028 lambda/D)**2)``.
 
         Parameters
         ----------
@@ -270,10 +277,12 @@ class TruthPsf:
 
         Examples
         --------
-        >>> float(TruthPsf("r", 1.0, 0.7, optics_fwhm_500=0.35).optics_fwhm(1000.0))
-        0.7
+        >>> round(float(TruthPsf("r", 1.0, 0.7, optics_fwhm=0.35).optics_fwhm_at(1000.0)), 4)
+        0.3516
         """
-        out = self.optics_fwhm_500 * np.asarray(wave_nm, float) / 500.0
+        w = np.asarray(wave_nm, float)
+        diffraction = 1.028 * w * 1e-9 / LSST_APERTURE_M * _RAD_TO_ARCSEC
+        out = np.where(self.optics_fwhm > 0.0, np.hypot(self.optics_fwhm, diffraction), 0.0)
         return out[()] if out.ndim == 0 else out
 
     # -- GalSim profiles --------------------------------------------------------------
@@ -339,8 +348,8 @@ class TruthPsf:
         prof: galsim.GSObject = galsim.Kolmogorov(fwhm=fwhm, gsparams=GSPARAMS)
         if e1 != 0.0 or e2 != 0.0:
             prof = prof.shear(galsim.Shear(e1=e1, e2=e2))
-        if self.optics_fwhm_500 > 0.0:
-            optics = galsim.Gaussian(fwhm=self.optics_fwhm_500 * lam / 500.0, gsparams=GSPARAMS)
+        if self.optics_fwhm > 0.0:
+            optics = galsim.Gaussian(fwhm=float(self.optics_fwhm_at(lam)), gsparams=GSPARAMS)
             prof = galsim.Convolve(prof, optics, gsparams=GSPARAMS)
         return prof
 
@@ -408,7 +417,7 @@ def make_truth_psf(
     fwhm_500: float,
     *,
     rng: Any,
-    optics_fwhm_500: float = 0.35,
+    optics_fwhm: float = 0.35,
     variation_amplitude: float = 0.02,
     shape_amplitude: float = 0.03,
     field_radius_deg: float = 1.75,
@@ -426,7 +435,7 @@ def make_truth_psf(
         boresight (where dT/T = 0).
     rng : numpy.random.Generator, int or None
         Random state, through ``numpy.random.default_rng(rng)``.
-    optics_fwhm_500 : float, optional
+    optics_fwhm : float, optional
         Optics FWHM (arcsec) at 500 nm (0 = off).
     variation_amplitude : float, optional
         RMS of dT/T over the disc of radius ``field_radius_deg``, in [0, 0.3].
@@ -486,7 +495,7 @@ def make_truth_psf(
         band=band,
         airmass=airmass,
         fwhm_500=fwhm_500,
-        optics_fwhm_500=optics_fwhm_500,
+        optics_fwhm=optics_fwhm,
         size_gradient=tuple(size * to_deg),
         e1_field=tuple(draws[1] * e_scale * to_deg),
         e2_field=tuple(draws[2] * e_scale * to_deg),
