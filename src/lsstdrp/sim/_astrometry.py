@@ -1173,8 +1173,11 @@ def propagate_to_epoch(
     dt_yr = (t - ep) / _DAYS_PER_JULIAN_YEAR
     q = p0 + (pmra_[..., None] * east + pmdec_[..., None] * north) * (_MAS * dt_yr[..., None])
     if np.any(plx > 0):
-        _, pvb = erfa.epv00(_MJD_ZERO_JD, t + _TT_MINUS_TAI_DAYS)  # structured pv (p, v)
-        q = q - (plx * _MAS)[..., None] * pvb["p"]
+        # one ephemeris call per distinct epoch (usually one per visit), not per object
+        tt, inverse = np.unique(np.ravel(t), return_inverse=True)
+        _, pvb = erfa.epv00(_MJD_ZERO_JD, tt + _TT_MINUS_TAI_DAYS)  # structured pv (p, v)
+        earth = np.asarray(pvb["p"])[inverse].reshape(np.shape(t) + (3,))
+        q = q - (plx * _MAS)[..., None] * earth
     ra_out = np.degrees(np.arctan2(q[..., 1], q[..., 0])) % 360.0
     ra_out = np.where(ra_out >= 360.0, ra_out - 360.0, ra_out)
     dec_out = np.degrees(np.arctan2(q[..., 2], np.hypot(q[..., 0], q[..., 1])))

@@ -833,6 +833,8 @@ def _moments(
     sb = np.broadcast_to(s, shape).ravel()
     if tb.size == 0:
         return np.zeros((0, _N_MOMENTS)), shape
+    if method not in ("auto", "interpolate", "direct"):
+        raise InvalidInputError(f"`method` is {method!r}; expected 'auto', 'interpolate' or 'direct'")
     if method == "auto":
         n_nodes = _count_nodes(ab, _TILT_STEP) * _count_nodes(sb, _SHIFT_STEP)
         method = "interpolate" if n_nodes * _N_GRID <= tb.size else "direct"
@@ -853,6 +855,7 @@ def ab_magnitude_offsets(
     tilt: ArrayLike = 0.0,
     shift_nm: ArrayLike = 0.0,
     reference_band: str = "r",
+    method: str = "auto",
 ) -> dict[str, Any]:
     """Return synthetic AB magnitudes relative to a reference band.
 
@@ -869,6 +872,11 @@ def ab_magnitude_offsets(
         (all bands see the same focal-plane position); broadcasts.
     reference_band : str, optional
         The band the magnitudes are relative to.
+
+    method : {'auto', 'interpolate', 'direct'}, optional
+        Integration method: cached node splines (accuracy stated in the module
+        notes), direct integration per object, or 'auto' (interpolate when building
+        the nodes costs no more than integrating; decided by the inputs alone).
 
     Returns
     -------
@@ -915,10 +923,10 @@ def ab_magnitude_offsets(
     for b in names:
         _check_band(b, "bands")
     _check_band(reference_band, "reference_band")
-    ref, shape = _moments(reference_band, temperature_k, tilt, shift_nm)
+    ref, shape = _moments(reference_band, temperature_k, tilt, shift_nm, method=method)
     out: dict[str, Any] = {}
     for b in names:
-        mom = ref if b == reference_band else _moments(b, temperature_k, tilt, shift_nm)[0]
+        mom = ref if b == reference_band else _moments(b, temperature_k, tilt, shift_nm, method=method)[0]
         out[b] = _scalar_or_array((mom[:, 0] - ref[:, 0]).reshape(shape))
     return out
 
@@ -979,6 +987,7 @@ def effective_wavelength(
     *,
     tilt: ArrayLike = 0.0,
     shift_nm: ArrayLike = 0.0,
+    method: str = "auto",
 ) -> Any:
     """Return the photon-weighted mean wavelength of an SED through a band.
 
@@ -990,6 +999,11 @@ def effective_wavelength(
         The band.
     tilt, shift_nm : array_like, optional
         SED tilt and filter-edge shift (nm); broadcast against ``temperature_k``.
+
+    method : {'auto', 'interpolate', 'direct'}, optional
+        Integration method: cached node splines (accuracy stated in the module
+        notes), direct integration per object, or 'auto' (interpolate when building
+        the nodes costs no more than integrating; decided by the inputs alone).
 
     Returns
     -------
@@ -1018,7 +1032,7 @@ def effective_wavelength(
     True
     """
     band = _check_band(band)
-    mom, shape = _moments(band, temperature_k, tilt, shift_nm)
+    mom, shape = _moments(band, temperature_k, tilt, shift_nm, method=method)
     return _scalar_or_array(mom[:, 1].reshape(shape))
 
 
@@ -1115,6 +1129,7 @@ def dcr_offset_arcsec(
     humidity: float = 0.4,
     latitude_deg: float = _LSST_LATITUDE_DEG,
     height_m: float = _LSST_HEIGHT_M,
+    method: str = "auto",
 ) -> Any:
     """Return the differential chromatic refraction of an SED relative to the band.
 
@@ -1130,6 +1145,11 @@ def dcr_offset_arcsec(
         SED tilt and filter-edge shift (nm); broadcast against ``temperature_k``.
     pressure_hpa, temperature_c, humidity, latitude_deg, height_m : float, optional
         The atmosphere and site, as in :func:`refraction_arcsec`.
+
+    method : {'auto', 'interpolate', 'direct'}, optional
+        Integration method: cached node splines (accuracy stated in the module
+        notes), direct integration per object, or 'auto' (interpolate when building
+        the nodes costs no more than integrating; decided by the inputs alone).
 
     Returns
     -------
@@ -1185,7 +1205,7 @@ def dcr_offset_arcsec(
     0.0
     """
     band = _check_band(band)
-    mom, shape = _moments(band, temperature_k, tilt, shift_nm)
+    mom, shape = _moments(band, temperature_k, tilt, shift_nm, method=method)
     mean_r, _ = _refraction_statistics(
         mom, zenith_deg, pressure_hpa, temperature_c, humidity, latitude_deg, height_m
     )
@@ -1209,6 +1229,7 @@ def dcr_variance_arcsec2(
     humidity: float = 0.4,
     latitude_deg: float = _LSST_LATITUDE_DEG,
     height_m: float = _LSST_HEIGHT_M,
+    method: str = "auto",
 ) -> Any:
     """Return the photon-weighted variance of the refraction over a band (DCR smear).
 
@@ -1230,6 +1251,11 @@ def dcr_variance_arcsec2(
         SED tilt and filter-edge shift (nm); broadcast against ``temperature_k``.
     pressure_hpa, temperature_c, humidity, latitude_deg, height_m : float, optional
         The atmosphere and site, as in :func:`refraction_arcsec`.
+
+    method : {'auto', 'interpolate', 'direct'}, optional
+        Integration method: cached node splines (accuracy stated in the module
+        notes), direct integration per object, or 'auto' (interpolate when building
+        the nodes costs no more than integrating; decided by the inputs alone).
 
     Returns
     -------
@@ -1264,7 +1290,7 @@ def dcr_variance_arcsec2(
     True
     """
     band = _check_band(band)
-    mom, shape = _moments(band, temperature_k, tilt, shift_nm)
+    mom, shape = _moments(band, temperature_k, tilt, shift_nm, method=method)
     _, var_r = _refraction_statistics(
         mom, zenith_deg, pressure_hpa, temperature_c, humidity, latitude_deg, height_m
     )

@@ -246,7 +246,7 @@ PRESETS: dict[str, SurveyConfig] = {
     "tiny": SurveyConfig(det_shape=(256, 256), star_density_arcmin2=15.0, galaxy_density_arcmin2=8.0),
     "small": SurveyConfig(
         n_det_x=3, n_det_y=3, det_shape=(512, 512), n_visits=6, bands=("g", "r"),
-        dither_arcsec=40.0, star_density_arcmin2=1.2, galaxy_density_arcmin2=3.0,
+        dither_arcsec=40.0, star_density_arcmin2=4.0, galaxy_density_arcmin2=15.0,
         n_bright_stars=3, n_transients=2, n_sso=2, injection_spacing_arcsec=0.0,
     ),
     "large": SurveyConfig(
