@@ -190,7 +190,13 @@ def test_tan_sip_error_is_reported_and_true(tiny):
         ra_a, dec_a = truth.tan_sip.wcs.all_pix2world(x, y, 0)
         sep = np.hypot((ra_a - ra_t) * np.cos(np.deg2rad(dec_t)), dec_a - dec_t) * 3.6e6
         assert sep.max() <= truth.tan_sip.max_error_mas * 1.05 + 1e-3
-        assert truth.tan_sip.max_error_mas < 5.0
+        # the fit absorbs distortion and the low-order part of the turbulence, so its
+        # residual cannot exceed the turbulence field itself (per-axis rms -> 2-D rms)
+        turb = tiny._visit_models[key[0]].turbulence
+        assert truth.tan_sip.rms_error_mas <= math.sqrt(2) * turb.rms_mas * 1.1
+    # with the turbulence kept inside a low-order polynomial family, TAN-SIP is exact
+    poly = sim.make_survey("tiny", rng=2, render=False, turbulence_polynomial_order=3)
+    assert max(poly.truth[k].tan_sip.max_error_mas for k in poly.keys()) < 0.05
 
 
 def test_catalog_mode_agrees_with_rendered_truth():
