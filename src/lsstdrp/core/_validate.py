@@ -321,6 +321,19 @@ def as_rng(rng: Any) -> np.random.Generator:
 def check_positive(value: Any, name: str, *, allow_zero: bool = False) -> float:
     """Return ``float(value)`` after checking it is finite and > 0 (>= 0 if allowed).
 
+    Parameters
+    ----------
+    value : number
+        The value to check.
+    name : str
+        Argument name for the message.
+    allow_zero : bool
+        Accept 0.
+
+    Returns
+    -------
+    float
+
     Raises
     ------
     InvalidInputError
@@ -338,6 +351,20 @@ def check_positive(value: Any, name: str, *, allow_zero: bool = False) -> float:
 
 def check_in(value: Any, name: str, allowed: Sequence[Any]) -> Any:
     """Return ``value`` if it is one of ``allowed``, else raise naming ``name``.
+
+    Parameters
+    ----------
+    value : object
+        The value to check.
+    name : str
+        Argument name for the message.
+    allowed : sequence
+        The allowed values.
+
+    Returns
+    -------
+    object
+        ``value`` unchanged.
 
     Raises
     ------
