@@ -23,7 +23,11 @@ from .._errors import InvalidInputError
 __all__: list[str] = []
 
 _EMPTY_U8 = np.zeros((0, 0), dtype=np.uint8)
-_EMPTY_F8 = np.zeros((0, 0), dtype=np.float64)
+
+
+def _empty_like(img: np.ndarray) -> np.ndarray:
+    """The (0, 0) variance placeholder, of the image dtype (one specialisation per dtype)."""
+    return np.zeros((0, 0), dtype=img.dtype)
 
 
 @dataclass(frozen=True, slots=True)
@@ -43,7 +47,7 @@ def _as_pixels(image: Any, *, variance: Any = None, error: Any = None, mask: Any
     img = as_image(image, "image")
     if variance is not None and error is not None:
         raise InvalidInputError("give either `variance` or `error` (1-sigma), not both")
-    var_mode, var, var_scalar = 0, _EMPTY_F8, 0.0
+    var_mode, var, var_scalar = 0, _empty_like(img), 0.0
     if variance is not None or error is not None:
         name = "variance" if variance is not None else "error"
         value = variance if variance is not None else error
@@ -53,10 +57,10 @@ def _as_pixels(image: Any, *, variance: Any = None, error: Any = None, mask: Any
                 raise InvalidInputError(f"`{name}` must be finite and >= 0; got {value!r}")
             var_mode, var_scalar = 1, (v if name == "variance" else v * v)
         else:
-            arr = as_image(value, name)
+            arr = as_image(value, name, dtype=img.dtype)  # one kernel specialisation per dtype
             check_same_shape(img, "image", **{name: arr})
             if name == "error":
-                arr = np.square(arr, dtype=np.float64)
+                arr = np.square(arr)
             var_mode, var = 2, arr
     bad = _bad_pixels(mask, img.shape, bad_planes)
     return _Pixels(img, bad, var_mode, var, var_scalar)

@@ -1461,9 +1461,11 @@ def _gaussian_centroids(image, bad, var_mode, var, var_scalar, xs, ys, sigmas, n
                 converged = True
                 break
         if not converged:
-            out[i, 6] = flags | F_NOT_CONVERGED
-            out[i, 5] = it
-            continue
+            flags |= F_NOT_CONVERGED
+            if flags & (F_SHIFT | F_NONPOSITIVE):
+                out[i, 6] = flags
+                out[i, 5] = it
+                continue
         out[i, 0] = x
         out[i, 1] = y
         out[i, 5] = it

@@ -28,7 +28,7 @@ from . import _kernels as K
 from ._aperture import _pack
 from ._centroid import _LSQ, psf_sigma
 from ._hsm import _psf_stack, _regauss_core
-from ._inputs import _Pixels
+from ._inputs import _empty_like, _Pixels
 from ._moments import _run
 from ._psfflux import _psf_flux_core, _psf_images
 
@@ -253,9 +253,9 @@ def measure_sources(
         v = float(variance)
         if not (np.isfinite(v) and v >= 0):
             raise InvalidInputError(f"`variance` must be finite and >= 0; got {variance!r}")
-        var_mode, var_arr, var_scalar = 1, np.zeros((0, 0)), v
+        var_mode, var_arr, var_scalar = 1, _empty_like(img), v
     else:
-        var_arr = as_image(variance, "variance")
+        var_arr = as_image(variance, "variance", dtype=img.dtype)
         check_same_shape(img, "image", variance=var_arr)
         var_mode, var_scalar = 2, 0.0
     if background is not None:
@@ -264,10 +264,10 @@ def measure_sources(
         else:
             bkg = as_image(background, "background")
             check_same_shape(img, "image", background=bkg)
-            img = (img - bkg).astype(img.dtype, copy=False)
+            img = (img - bkg.astype(img.dtype, copy=False)).astype(img.dtype, copy=False)
     mask_bits = normalize_mask(mask, shape, image=img, variance=var_arr if var_mode == 2 else None)
     bad = np.ascontiguousarray(bad_pixel_mask(mask_bits, bad_planes)).view(np.uint8)
-    px = _Pixels(img, bad, var_mode, var_arr if var_mode == 2 else np.zeros((0, 0)), var_scalar)
+    px = _Pixels(img, bad, var_mode, var_arr, var_scalar)
     radii = [float(r) for r in aperture_radii]
     if not radii or not all(np.isfinite(r) and r > 0 for r in radii):
         raise InvalidInputError(f"`aperture_radii` must be positive numbers; got {aperture_radii!r}")
