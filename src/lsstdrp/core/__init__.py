@@ -2,6 +2,8 @@
 
 - :class:`MaskPlane` and the mask rule (:func:`normalize_mask`, :func:`bad_pixel_mask`);
 - :class:`Exposure`, the frozen carrier of image, variance, mask and metadata;
+- camera geometry (:class:`BBox`, :class:`Amplifier`, :class:`DetectorGeometry`), the
+  :class:`RawFrame` and the :class:`Calibs` container, plain data with FITS I/O;
 - the :class:`Psf` / :class:`VisitPsf` protocols with :class:`GaussianPsf`,
   :class:`MoffatPsf`, :class:`ImagePsf` and adapters to GalSim and photutils;
 - :class:`PhotoCalib` (e⁻ -> nJy);
@@ -20,6 +22,16 @@ from .._errors import (
 )
 from ._mask import DEFAULT_BAD_PLANES, MaskPlane
 from ._exposure import Exposure
+from ._camera import (
+    Amplifier,
+    BBox,
+    Calibs,
+    DetectorGeometry,
+    Linearity,
+    PhotonTransferCurve,
+    RawFrame,
+    make_detector_geometry,
+)
 from ._photocalib import AB_MAG_OF_1_NJY, PhotoCalib, abmag_to_njy, njy_to_abmag
 from ._psf import (
     GaussianPsf,
@@ -70,6 +82,14 @@ __all__ = [
     "AccuracyWarning",
     "MaskPlane",
     "Exposure",
+    "BBox",
+    "Amplifier",
+    "DetectorGeometry",
+    "make_detector_geometry",
+    "RawFrame",
+    "Linearity",
+    "PhotonTransferCurve",
+    "Calibs",
     "PhotoCalib",
     "AB_MAG_OF_1_NJY",
     "abmag_to_njy",
