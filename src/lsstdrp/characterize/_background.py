@@ -142,8 +142,10 @@ def _median_f32(values: np.ndarray) -> float:
     return float(np.float32((v[n // 2 - 1] + v[n // 2]) / np.float32(2.0)))
 
 
-def _exclusion(image: np.ndarray, mask: Any, variance: Any, bad_planes: Any) -> tuple[np.ndarray, np.ndarray]:
-    """(uint32 mask, boolean exclusion) following the lsstdrp mask rule."""
+def _exclusion(image: np.ndarray, mask: Any, variance: Any, bad_planes: Any) -> tuple[np.ndarray | None, np.ndarray]:
+    """(uint32 mask or None, boolean exclusion) following the lsstdrp mask rule."""
+    if mask is None and variance is None and K._count_nonfinite(image) == 0:
+        return None, np.zeros((1, 1), dtype=np.bool_)  # nothing excluded (a 1x1 placeholder)
     var = None
     if variance is not None:
         var = as_image(variance, "variance")
@@ -161,15 +163,19 @@ def _mesh_statistics(
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     h, w = img32.shape
     ny, nx = (h - 1) // bh + 1, (w - 1) // bw + 1
+    has_bad = bad.shape == img32.shape and bool(bad.any())
+    if not has_bad:
+        bad = np.zeros((1, 1), dtype=np.bool_)
     back = np.empty((ny, nx), dtype=np.float32)
     sigma = np.empty((ny, nx), dtype=np.float32)
     valid = np.empty((ny, nx), dtype=np.bool_)
     if statistic == "sextractor":
-        K._mesh_stats_sextractor(img32, bad, bh, bw, min_good, back, sigma, valid)
+        K._mesh_stats_sextractor(img32, bad, has_bad, bh, bw, min_good, back, sigma, valid)
     else:
         b64 = np.empty((ny, nx))
         s64 = np.empty((ny, nx))
-        K._mesh_stats_clipped(img32, bad, bh, bw, min_good, _CLIPPED_KIND[statistic], sigma_clip, n_iter, b64, s64, valid)
+        K._mesh_stats_clipped(img32, bad, has_bad, bh, bw, min_good, _CLIPPED_KIND[statistic], sigma_clip, n_iter, b64, s64,
+                              valid)
         back[:] = b64
         sigma[:] = s64
     return back, sigma, valid
@@ -424,7 +430,9 @@ def estimate_background(
         raise InvalidInputError(f"`detect_smooth` must be finite and > 0; got {detect_smooth!r}")
 
     _, bad0 = _exclusion(img, mask, variance, bad_planes)
-    if bad0.all():
+    if bad0.shape != img.shape:
+        bad0 = np.zeros(img.shape, dtype=np.bool_) if detect_iterations else bad0
+    if bad0.shape == img.shape and bad0.all():
         raise InvalidInputError("`mask` (with non-finite pixels) excludes every pixel of `image`; nothing to estimate")
     img32 = np.ascontiguousarray(img, dtype=np.float32)
     bad = bad0
@@ -474,6 +482,6 @@ def estimate_background(
         mesh_valid=valid,
         global_background=float(global_b),
         global_rms=float(global_s),
-        n_excluded=int(bad.sum()),
+        n_excluded=int(bad.sum()) if bad.shape == shape else 0,
         params=params,
     )

@@ -34,26 +34,145 @@ QUANTIF_AMIN = 4.0
 # ---------------------------------------------------------------------------------------
 
 
+@numba.njit(cache=True, nogil=True)
+def _count_nonfinite(image):  # pragma: no cover - compiled
+    """Number of NaN/inf pixels (no temporary array)."""
+    n = 0
+    h, w = image.shape
+    for y in range(h):
+        for x in range(w):
+            v = image[y, x]
+            if not (v - v == 0.0):
+                n += 1
+    return n
+
+
+@numba.njit(cache=True, nogil=True, fastmath={"reassoc", "nsz"})
+def _sum_sq(image, bad, has_bad, y0, y1, x0, x1):  # pragma: no cover - compiled
+    """Sum, sum of squares (float64) and count of the good pixels of a box.
+
+    Loops use unsigned column indices (no negative-index wraparound test), which lets
+    LLVM vectorise them.
+    """
+    s = 0.0
+    s2 = 0.0
+    n = 0
+    ux0 = numba.uint64(x0)
+    nx = numba.uint64(x1 - x0)
+    for y in range(y0, y1):
+        row = image[y]
+        if has_bad:
+            brow = bad[y]
+            for k in range(nx):
+                x = ux0 + k
+                g = not brow[x]
+                p = np.float64(row[x]) if g else 0.0
+                s += p
+                s2 += p * p
+                n += 1 if g else 0
+        else:
+            for k in range(nx):
+                p = np.float64(row[ux0 + k])
+                s += p
+                s2 += p * p
+            n += x1 - x0
+    return s, s2, n
+
+
+@numba.njit(cache=True, nogil=True, fastmath={"reassoc", "nsz"})
+def _sum_sq_clipped(image, bad, has_bad, y0, y1, x0, x1, lcut, hcut):  # pragma: no cover - compiled
+    """Sum, sum of squares and count of the good pixels within [lcut, hcut]."""
+    s = 0.0
+    s2 = 0.0
+    n = 0
+    ux0 = numba.uint64(x0)
+    nx = numba.uint64(x1 - x0)
+    for y in range(y0, y1):
+        row = image[y]
+        if has_bad:
+            brow = bad[y]
+            for k in range(nx):
+                x = ux0 + k
+                v = row[x]
+                g = (v <= hcut) & (v >= lcut) & (not brow[x])
+                p = np.float64(v) if g else 0.0
+                s += p
+                s2 += p * p
+                n += 1 if g else 0
+        else:
+            for k in range(nx):
+                v = row[ux0 + k]
+                g = (v <= hcut) & (v >= lcut)
+                p = np.float64(v) if g else 0.0
+                s += p
+                s2 += p * p
+                n += 1 if g else 0
+    return s, s2, n
+
+
+@numba.njit(cache=True, nogil=True)
+def _fill_histogram(image, bad, has_bad, y0, y1, x0, x1, qscale, cste, nlevels, histo, bins):  # pragma: no cover
+    """SExtractor's histogram: bin = int(pix / qscale + cste) (float32), kept if in range."""
+    top = F32(nlevels)
+    ux0 = numba.uint64(x0)
+    nx = numba.uint64(x1 - x0)
+    for y in range(y0, y1):
+        row = image[y]
+        for k in range(nx):  # vectorisable: the bin of every pixel of the row
+            v = row[ux0 + k] / qscale + cste
+            ok = v > F32(-1.0) and v < top
+            bins[k] = np.int32(v) if ok else np.int32(-1)
+        if has_bad:
+            brow = bad[y]
+            for k in range(nx):
+                if brow[ux0 + k]:
+                    bins[k] = -1
+        for k in range(nx):
+            b = bins[k]
+            if b >= 0:
+                histo[b] += 1
+
+
+@numba.njit(cache=True, nogil=True)
+def _histogram_walk(c0, lcut, hcut):  # pragma: no cover - compiled
+    """SExtractor's median walk over bins [lcut, hcut] from prefix counts ``c0``.
+
+    SExtractor alternately takes one bin from the low end (when the low sum is smaller
+    than the high sum) or the high end until they meet. That is a merge of the two
+    cumulative sequences ``X_i`` (low) and ``Y_j`` (high) taking X when ``X_i < Y_j``;
+    the number of low bins taken is found by bisection. Returns the number of low bins
+    taken (the walk ends with hilow = lcut + p and hihigh = lcut + p - 1).
+    """
+    n = hcut - lcut + 1
+    if n <= 0:
+        return 0
+    base_lo = c0[lcut]
+    top = c0[hcut + 1]
+    lo_p = 0
+    hi_p = n
+    # largest p in [0, n] with p == 0 or X_{p-1} < Y_{n-p}
+    while lo_p < hi_p:
+        mid = (lo_p + hi_p + 1) // 2
+        xv = c0[lcut + mid - 1] - base_lo
+        yv = top - c0[hcut + 1 - (n - mid)]
+        if xv < yv:
+            lo_p = mid
+        else:
+            hi_p = mid - 1
+    return lo_p
+
+
 @numba.njit(cache=True, nogil=True, error_model="numpy")
-def _sextractor_mesh(image, bad, y0, y1, x0, x1, histo, min_good_fraction):  # pragma: no cover - compiled
+def _sextractor_mesh(image, bad, has_bad, y0, y1, x0, x1, histo, c0, c1, c2, bins, min_good_fraction):  # pragma: no cover - compiled
     """SExtractor statistics of one mesh: (valid, mode, sigma) in float32.
 
     Clipped mean and sigma (one 2-sigma clip about the mean), a histogram of 2*5 sigma
     with bins of ~sigma*sqrt(2/pi)*5/4/n, then the iteratively 3-sigma clipped
     histogram mean and median; mode = 2.5 median - 1.5 mean when |mean - median| <
-    0.3 sigma, else the median.
+    0.3 sigma, else the median. The histogram sums are integers below 2**53, so the
+    prefix sums used here equal SExtractor's running sums exactly.
     """
-    # --- first pass: mean and sigma of the good pixels
-    s = 0.0
-    s2 = 0.0
-    n = 0
-    for y in range(y0, y1):
-        for x in range(x0, x1):
-            if not bad[y, x]:
-                p = np.float64(image[y, x])
-                s += p
-                s2 += p * p
-                n += 1
+    s, s2, n = _sum_sq(image, bad, has_bad, y0, y1, x0, x1)
     area = (x1 - x0) * (y1 - y0)
     if F32(n) < F32(area * min_good_fraction) or n == 0:
         return False, F32(0.0), F32(0.0)
@@ -62,19 +181,7 @@ def _sextractor_mesh(image, bad, y0, y1, x0, x1, histo, min_good_fraction):  # p
     sig = math.sqrt(var) if var > 0.0 else 0.0
     lcut = F32(mean - 2.0 * sig)
     hcut = F32(mean + 2.0 * sig)
-    # --- second pass: clipped mean and sigma
-    s = 0.0
-    s2 = 0.0
-    m = 0
-    for y in range(y0, y1):
-        for x in range(x0, x1):
-            if not bad[y, x]:
-                p = image[y, x]
-                if p <= hcut and p >= lcut:
-                    pd = np.float64(p)
-                    s += pd
-                    s2 += pd * pd
-                    m += 1
+    s, s2, m = _sum_sq_clipped(image, bad, has_bad, y0, y1, x0, x1, lcut, hcut)
     if m > 0:  # m == 0 only for pathological rounding; keep the first-pass values then
         n = m
         mean = s / n
@@ -87,18 +194,19 @@ def _sextractor_mesh(image, bad, y0, y1, x0, x1, histo, min_good_fraction):  # p
         nlevels = QUANTIF_NMAXLEVELS
     qscale = F32(2.0 * QUANTIF_NSIGMA * sig / nlevels) if sig > 0.0 else F32(1.0)
     qzero = F32(mean - QUANTIF_NSIGMA * sig)
-    # --- histogram
     cste = F32(0.499999 - np.float64(qzero / qscale))
     for i in range(nlevels):
         histo[i] = 0
-    top = F32(nlevels)
-    for y in range(y0, y1):
-        for x in range(x0, x1):
-            if not bad[y, x]:
-                v = image[y, x] / qscale + cste
-                if v > F32(-1.0) and v < top:
-                    histo[int(v)] += 1
-    # --- iterative clipped histogram mean / median
+    _fill_histogram(image, bad, has_bad, y0, y1, x0, x1, qscale, cste, nlevels, histo, bins)
+    c0[0] = 0
+    c1[0] = 0
+    c2[0] = 0
+    for i in range(nlevels):
+        hv = histo[i]
+        c0[i + 1] = c0[i] + hv
+        c1[i + 1] = c1[i] + hv * i
+        c2[i + 1] = c2[i] + hv * i * i
+    # iterative clipped histogram mean / median (SExtractor's backguess)
     nlm1 = nlevels - 1
     lo_cut = 0
     hi_cut = nlm1
@@ -110,25 +218,23 @@ def _sextractor_mesh(image, bad, y0, y1, x0, x1, histo, min_good_fraction):  # p
     while it > 0 and sig >= 0.1 and abs(sig / sig1 - 1.0) > 1e-4:
         it -= 1
         sig1 = sig
-        total = 0
-        mea = 0.0
-        sig = 0.0
-        lowsum = 0
-        highsum = 0
-        lo = lo_cut
-        hi = hi_cut
-        for i in range(lo_cut, hi_cut + 1):
-            if lowsum < highsum:
-                lowsum += histo[lo]
-                lo += 1
-            else:
-                highsum += histo[hi]
-                hi -= 1
-            pix = histo[i]
-            total += pix
-            dpix = np.float64(pix) * i
-            mea += dpix
-            sig += dpix * i
+        if hi_cut >= lo_cut:
+            total = c0[hi_cut + 1] - c0[lo_cut]
+            mea = np.float64(c1[hi_cut + 1] - c1[lo_cut])
+            sig = np.float64(c2[hi_cut + 1] - c2[lo_cut])
+            p = _histogram_walk(c0, lo_cut, hi_cut)
+            lo = lo_cut + p
+            hi = lo - 1
+            lowsum = c0[lo] - c0[lo_cut]
+            highsum = c0[hi_cut + 1] - c0[lo]
+        else:
+            total = 0
+            mea = 0.0
+            sig = 0.0
+            lo = lo_cut
+            hi = hi_cut
+            lowsum = 0
+            highsum = 0
         if hi >= 0:
             a = histo[min(max(lo, 0), nlm1)]
             b = histo[min(hi, nlm1)]
@@ -161,25 +267,33 @@ def _sextractor_mesh(image, bad, y0, y1, x0, x1, histo, min_good_fraction):  # p
 
 
 @numba.njit(cache=True, nogil=True, error_model="numpy")
-def _mesh_stats_sextractor(image, bad, bh, bw, min_good_fraction, back, sigma, valid):  # pragma: no cover
-    """SExtractor mode and sigma of every mesh (see :func:`_sextractor_mesh`)."""
+def _mesh_stats_sextractor(image, bad, has_bad, bh, bw, min_good_fraction, back, sigma, valid):  # pragma: no cover
+    """SExtractor mode and sigma of every mesh (see :func:`_sextractor_mesh`).
+
+    ``bad`` is only read when ``has_bad`` (pass a 1x1 array otherwise).
+    """
     h, w = image.shape
     ny, nx = back.shape
     histo = np.zeros(QUANTIF_NMAXLEVELS, dtype=np.int64)
+    c0 = np.zeros(QUANTIF_NMAXLEVELS + 1, dtype=np.int64)
+    c1 = np.zeros(QUANTIF_NMAXLEVELS + 1, dtype=np.int64)
+    c2 = np.zeros(QUANTIF_NMAXLEVELS + 1, dtype=np.int64)
+    bins = np.empty(bw, dtype=np.int32)
     for j in range(ny):
         y0 = j * bh
         y1 = min(y0 + bh, h)
         for i in range(nx):
             x0 = i * bw
             x1 = min(x0 + bw, w)
-            ok, mode, sg = _sextractor_mesh(image, bad, y0, y1, x0, x1, histo, min_good_fraction)
+            ok, mode, sg = _sextractor_mesh(image, bad, has_bad, y0, y1, x0, x1, histo, c0, c1, c2, bins,
+                                            min_good_fraction)
             valid[j, i] = ok
             back[j, i] = mode
             sigma[j, i] = sg
 
 
 @numba.njit(cache=True, nogil=True, error_model="numpy")
-def _mesh_stats_clipped(image, bad, bh, bw, min_good_fraction, kind, nsigma, n_iter, back, sigma, valid):  # pragma: no cover
+def _mesh_stats_clipped(image, bad, has_bad, bh, bw, min_good_fraction, kind, nsigma, n_iter, back, sigma, valid):  # pragma: no cover
     """Sigma-clipped statistics of every mesh.
 
     ``kind``: 0 mean, 1 median, 2 mode = 2.5 median - 1.5 mean. Clipping is about the
@@ -200,7 +314,7 @@ def _mesh_stats_clipped(image, bad, bh, bw, min_good_fraction, kind, nsigma, n_i
             n = 0
             for y in range(y0, y1):
                 for x in range(x0, x1):
-                    if not bad[y, x]:
+                    if not (has_bad and bad[y, x]):
                         buf[n] = image[y, x]
                         n += 1
             area = (x1 - x0) * (y1 - y0)
@@ -439,8 +553,18 @@ def _sextractor_interpolate(back, dback, sigma, dsigma, bh, bw, out_b, out_s):  
     cb = np.empty(w, dtype=np.float32)
     da = np.empty(w, dtype=np.float32)
     db = np.empty(w, dtype=np.float32)
+    nseg = 0
+    seg_start = np.zeros(max(nbx, 1) + 1, dtype=np.int64)
     if nbx > 1:
         _sextractor_x_weights(w, nbx, bw, seg, ca, cb, da, db)
+        # column runs of equal segment (segments are non-decreasing in x)
+        seg_start[0] = 0
+        for x in range(1, w):
+            if seg[x] != seg[x - 1]:
+                nseg += 1
+                seg_start[nseg] = x
+        nseg += 1
+        seg_start[nseg] = w
     node_b = np.empty(nbx, dtype=np.float32)
     node_s = np.empty(nbx, dtype=np.float32)
     dnode_b = np.zeros(nbx, dtype=np.float32)
@@ -473,10 +597,23 @@ def _sextractor_interpolate(back, dback, sigma, dsigma, bh, bw, out_b, out_s):  
                 dnode_b[x] = dback[0, x]
                 dnode_s[x] = dsigma[0, x]
         if nbx > 1:
-            for x in range(w):
-                s = seg[x]
-                out_b[y, x] = ca[x] * (node_b[s] + cb[x] * dnode_b[s]) + da[x] * (node_b[s + 1] + db[x] * dnode_b[s + 1])
-                out_s[y, x] = ca[x] * (node_s[s] + cb[x] * dnode_s[s]) + da[x] * (node_s[s + 1] + db[x] * dnode_s[s + 1])
+            for sg in range(nseg):  # one run of columns per node segment
+                ua = numba.uint64(seg_start[sg])
+                nrun = numba.uint64(seg_start[sg + 1] - seg_start[sg])
+                b0 = node_b[sg]
+                d0 = dnode_b[sg]
+                b1 = node_b[sg + 1]
+                d1 = dnode_b[sg + 1]
+                for k in range(nrun):  # unsigned index: no wraparound test, vectorises
+                    x = ua + k
+                    out_b[y, x] = ca[x] * (b0 + cb[x] * d0) + da[x] * (b1 + db[x] * d1)
+                b0 = node_s[sg]
+                d0 = dnode_s[sg]
+                b1 = node_s[sg + 1]
+                d1 = dnode_s[sg + 1]
+                for k in range(nrun):
+                    x = ua + k
+                    out_s[y, x] = ca[x] * (b0 + cb[x] * d0) + da[x] * (b1 + db[x] * d1)
         else:
             for x in range(w):
                 out_b[y, x] = node_b[0]
