@@ -83,7 +83,7 @@ def test_deterministic_for_a_seed():
     np.testing.assert_array_equal(d.exposure(*k).image, a.exposure(*k).image)
 
 
-def test_blank_sky_matches_variance_plane(tiny):
+def test_blank_sky_matches_variance_plane(tiny, record_property):
     """(image - truth)/sqrt(variance) over blank sky has unit variance: 1 +- 0.02."""
     z = []
     for key in tiny.keys():
@@ -95,6 +95,7 @@ def test_blank_sky_matches_variance_plane(tiny):
         np.testing.assert_allclose(exp.variance, truth.noiseless + tiny.config.read_noise**2, rtol=1e-5)
     z = np.concatenate(z)
     ratio = np.var(z)
+    record_property("variance_ratio", float(ratio))
     assert z.size > 50_000
     assert abs(ratio - 1.0) < 0.02, ratio
     assert abs(np.mean(z)) < 5 / math.sqrt(z.size)
@@ -106,7 +107,7 @@ def test_blank_sky_matches_variance_plane(tiny):
     assert abs(r - 1) < 5 * math.sqrt(2 / blank.sum())
 
 
-def test_aperture_flux_of_isolated_stars_matches_truth(tiny):
+def test_aperture_flux_of_isolated_stars_matches_truth(tiny, record_property):
     """Aperture flux (photutils, a peer) / truth encircled energy = truth flux within noise."""
     photutils = pytest.importorskip("photutils.aperture")
     pulls = []
@@ -131,6 +132,7 @@ def test_aperture_flux_of_isolated_stars_matches_truth(tiny):
             # the renderer's stamp holds the profile out to stamp_size // 2 only
             pulls.append((float(phot["aperture_sum"][0]) - flux * ee) / float(phot["aperture_sum_err"][0]))
     pulls = np.asarray(pulls)
+    record_property("pull_mean_std_n", (float(pulls.mean()), float(pulls.std()), pulls.size))
     assert pulls.size >= 30
     assert abs(pulls.mean()) < 3 / math.sqrt(pulls.size), (pulls.mean(), pulls.size)
     assert abs(pulls.std() - 1) < 4 / math.sqrt(2 * pulls.size), (pulls.std(), pulls.size)
@@ -146,7 +148,7 @@ def test_stamp_truncation_loses_little_flux(tiny):
     assert small > 0.99
 
 
-def test_truth_wcs_maps_reference_stars_onto_rendered_positions(tiny):
+def test_truth_wcs_maps_reference_stars_onto_rendered_positions(tiny, record_property):
     """Refcat stars propagated to the epoch, with DCR, land where the truth WCS says (<1 mas)."""
     errs = []
     ref_ids = set(np.asarray(tiny.refcat_astrometric["id"]).tolist())
@@ -176,6 +178,7 @@ def test_truth_wcs_maps_reference_stars_onto_rendered_positions(tiny):
             scale = tiny.config.pixel_scale_arcsec * 1000.0
             errs.append(math.hypot(xm - float(xp), ym - float(yp)) * scale)
     errs = np.asarray(errs)
+    record_property("max_mas_n", (float(errs.max()), errs.size))
     assert errs.size >= 5
     assert errs.max() < 1.0, errs.max()
 
@@ -199,7 +202,7 @@ def test_tan_sip_error_is_reported_and_true(tiny):
     assert max(poly.truth[k].tan_sip.max_error_mas for k in poly.keys()) < 0.05
 
 
-def test_catalog_mode_agrees_with_rendered_truth():
+def test_catalog_mode_agrees_with_rendered_truth(record_property):
     rend = sim.make_survey("tiny", rng=5)
     cat = sim.make_survey("tiny", rng=5, render=False)
     assert not cat.exposures and cat.catalogs
@@ -211,6 +214,7 @@ def test_catalog_mode_agrees_with_rendered_truth():
         for oid, x, y in zip(c["object_id"], c["x_true"].value, c["y_true"].value):
             xr, yr = pos[int(oid)]
             worst = max(worst, math.hypot(x - xr, y - yr))
+    record_property("worst_mas", worst * rend.config.pixel_scale_arcsec * 1000)
     assert worst * rend.config.pixel_scale_arcsec * 1000 < 1.0
     allc = cat.all_catalogs()
     assert {"visit", "detector", "x", "y", "x_err", "y_err", "psf_flux", "psf_flux_err"} <= set(allc.colnames)
@@ -229,7 +233,7 @@ def _psf_fit(data, var, model_fn, x0, y0, f0):
     return r.x
 
 
-def test_rendered_positions_scatter_with_catalog_errors():
+def test_rendered_positions_scatter_with_catalog_errors(record_property):
     """PSF-fit positions on rendered noisy pixels scatter about the noise-free truth with
     the catalog-level errors: pull rms 1 +- 0.05 (several noise realisations)."""
     cat = sim.make_survey("tiny", rng=5, render=False)
@@ -264,6 +268,7 @@ def test_rendered_positions_scatter_with_catalog_errors():
     pulls = np.asarray(pulls)
     assert pulls.size >= 400
     rms = math.sqrt(np.mean(pulls**2))
+    record_property("pull_rms_n", (rms, pulls.size))
     assert abs(rms - 1) < 0.05, (rms, pulls.size)
 
 
@@ -280,7 +285,7 @@ def chroma():
     )
 
 
-def test_psf_size_follows_kolmogorov_law_across_seds(chroma):
+def test_psf_size_follows_kolmogorov_law_across_seds(chroma, record_property):
     key = chroma.keys()[0]
     truth = chroma.truth[key]
     img = truth.noiseless.astype(np.float64) - truth.background
@@ -294,10 +299,11 @@ def test_psf_size_follows_kolmogorov_law_across_seds(chroma):
     sig, lam = np.log(sig), np.log(lam)
     assert sig.size >= 5 and np.ptp(lam) > 0.02
     slope = np.polyfit(lam, sig, 1)[0]
+    record_property("slope_n", (float(slope), sig.size))
     assert abs(slope - (-0.2)) < 0.01, slope
 
 
-def test_dcr_matches_refraction_integral(chroma):
+def test_dcr_matches_refraction_integral(chroma, record_property):
     """Rendered centroid shifts between SEDs equal the galsim refraction integral over
     bandpass x SED (an independent implementation)."""
     from galsim.dcr import get_refraction
@@ -334,6 +340,7 @@ def test_dcr_matches_refraction_integral(chroma):
     assert meas.size >= 5
     # DCR is relative to the band's reference wavelength: compare differences between SEDs
     dm, dp = meas - meas.mean(), pred - pred.mean()
+    record_property("max_diff_mas_lever_n", (float(np.max(np.abs(dm - dp))), float(np.ptp(dp)), meas.size))
     assert np.ptp(dp) > 5.0  # a real lever arm (mas)
     assert np.max(np.abs(dm - dp)) < max(1.0, 0.02 * np.ptp(dp)), np.max(np.abs(dm - dp))
 
