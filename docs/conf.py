@@ -232,7 +232,46 @@ class PublicConstants(SphinxDirective):
         return container.children
 
 
+class StageStatus(SphinxDirective):
+    """``.. stage-status:: MODULE`` -- what a subpackage offers now, read from the code.
+
+    A subpackage whose docstring says "Not built yet" is reported as such; otherwise its
+    ``__all__`` is listed with links to the API page, so a stage page never claims less
+    (or more) than the package holds.
+    """
+
+    required_arguments = 1
+
+    def run(self) -> list[nodes.Node]:
+        import importlib
+
+        modname = self.arguments[0]
+        api = f":doc:`/api/{modname.split('.', 1)[1]}`"
+        try:
+            module = importlib.import_module(modname)
+        except Exception as exc:
+            return [self.state.document.reporter.warning(f"stage-status: cannot import {modname}: {exc}")]
+        if "Not built yet" in (module.__doc__ or ""):
+            rst = [
+                f"**Not built yet.** :mod:`{modname}` holds only its description ({api}); nothing",
+                "in the scope above is an API yet.",
+            ]
+        else:
+            names = list(getattr(module, "__all__", []))
+            rst = [
+                f"Available now in :mod:`{modname}` ({len(names)} public names; details in {api}):",
+                "",
+                ", ".join(f":obj:`~{modname}.{n}`" for n in names) + ".",
+                "",
+                "Parts of the scope not listed here are still to come.",
+            ]
+        container = nodes.container()
+        self.state.nested_parse(StringList(rst, source=modname), self.content_offset, container)
+        return container.children
+
+
 def setup(app):
+    app.add_directive("stage-status", StageStatus)
     app.add_directive("public-constants", PublicConstants)
     app.connect("builder-inited", _generate_graph)
     app.add_directive("dataflow-stage", DataflowStage)
