@@ -192,10 +192,8 @@ def _separable_terms(k: np.ndarray, tol: float) -> list[tuple[np.ndarray, np.nda
 def _correlate(src: np.ndarray, terms: list[tuple[np.ndarray, np.ndarray]]) -> np.ndarray:
     """Correlation of ``src`` with the kernel sum of ``terms`` (zero outside), float32."""
     out = np.empty_like(src)
-    tmp = np.empty_like(src)
     for n, (col, row) in enumerate(terms):
-        K._correlate_rows(src, np.ascontiguousarray(row), tmp)
-        K._correlate_cols_add(tmp, np.ascontiguousarray(col), out, n == 0)
+        K._correlate_separable(src, np.ascontiguousarray(col), np.ascontiguousarray(row), out, n == 0)
     return out
 
 
@@ -249,16 +247,19 @@ def _significance(
         vconst = float(vv.flat[0]) if vv.size else 0.0
     else:
         vconst = float(var)
-    out = np.empty((h, w), dtype=np.float32)
     if uniform and not any_bad:
         table, cy, cx = _edge_table(p, h, w)
         den_table = np.ascontiguousarray(table * _F32(vconst), dtype=np.float32)
-        K._significance_table(num, den_table, cy, cx, out)
-        return out
-    vsrc = np.where(bad, _F32(0.0), var).astype(np.float32) if not np.isscalar(var) else np.where(bad, _F32(0.0), _F32(vconst)).astype(np.float32)
+        K._significance_table(num, den_table, cy, cx, num)  # in place
+        return num
+    if np.isscalar(var):
+        vsrc = np.where(bad, _F32(0.0), _F32(vconst)).astype(np.float32)
+    else:
+        vsrc = np.where(bad, _F32(0.0), var).astype(np.float32)
     den = _correlate(vsrc, _separable_terms(p, tol * 1e-4))
-    K._significance(num, den, out)
-    return out
+    del vsrc
+    K._significance(num, den, num)
+    return num
 
 
 def significance_map(
@@ -268,7 +269,7 @@ def significance_map(
     psf: Any,
     mask: Any = None,
     bad_planes: Any = None,
-    kernel_tolerance: float = 1e-4,
+    kernel_tolerance: float = 1e-6,
 ) -> np.ndarray:
     r"""The PSF matched-filter significance map :math:`S` of an image.
 
@@ -300,8 +301,10 @@ def significance_map(
         The kernel is trimmed to the smallest centred square keeping ``1 -
         kernel_tolerance`` of :math:`\sum\psi^2` and applied as a sum of separable terms
         from its singular value decomposition, truncated at the same fraction of its
-        power; :math:`S` is the exact S/N of the filter actually applied (the loss of
-        S/N relative to the full kernel is about ``kernel_tolerance / 2``).
+        power. :math:`S` is the exact S/N of the filter actually applied; it differs
+        from the full kernel's by at most about ``sqrt(kernel_tolerance)`` times the S/N
+        of the brightest source within the kernel's reach (1e-3 of it by default), and
+        the loss of sensitivity is about ``kernel_tolerance / 2``.
 
     Returns
     -------
@@ -320,11 +323,15 @@ def significance_map(
     >>> from lsstdrp.core import GaussianPsf
     >>> from lsstdrp.detect import significance_map
     >>> psf = GaussianPsf(2.0)
+    >>> k = psf.kernel_image(0.0, 0.0)                  # 25 x 25, unit sum
     >>> img = np.zeros((64, 64), np.float32)
-    >>> img[22:35, 22:35] = 100.0 * psf.kernel_image(0, 0)[6:19, 6:19]
-    >>> s = significance_map(img, 1.0, psf=psf)
-    >>> int(np.argmax(s)) == 28 * 64 + 28, round(float(s.max()), 1)
-    (True, 14.1)
+    >>> img[16:41, 16:41] = 100.0 * k                   # a star of flux 100 at (28, 28)
+    >>> s = significance_map(img, 1.0, psf=psf)         # unit variance
+    >>> int(np.argmax(s)) == 28 * 64 + 28
+    True
+    >>> expected = 100.0 * np.sqrt((k**2).sum())        # F sqrt(sum psi^2 / V)
+    >>> bool(abs(s.max() - expected) < 1e-3 * expected)
+    True
     """
     img, var, mplane, bad = _prepare(image, variance, mask, bad_planes)
     kernel, _ = _psf_kernel(psf, img.shape)
@@ -461,7 +468,7 @@ def detect_sources(
     min_pixels: int = 1,
     deblend_nthresh: int = 0,
     deblend_mincont: float = 0.005,
-    kernel_tolerance: float = 1e-4,
+    kernel_tolerance: float = 1e-6,
     return_significance: bool = False,
 ) -> Detections:
     r"""Detect sources on the PSF matched-filter significance map.
@@ -561,9 +568,12 @@ def detect_sources(
     >>> stamp = psf.image(40.0, 50.0, shape=15)
     >>> img[43:58, 33:48] += 200.0 * stamp.astype(np.float32)
     >>> det = detect_sources(img, 1.0, psf=psf, threshold=5.0)
-    >>> len(det.peaks), det.peaks["x"][0].value.round(1), det.peaks["y"][0].value.round(1)
-    (1, 40.0, 50.0)
-    >>> det.footprints.dtype, det.footprints.max()
+    >>> len(det.peaks), det.n_positive
+    (1, 1)
+    >>> peak = det.peaks[0]
+    >>> bool(abs(peak["x"].value - 40.0) < 0.2 and abs(peak["y"].value - 50.0) < 0.2)
+    True
+    >>> det.footprints.dtype, int(det.footprints.max())
     (dtype('int32'), 1)
     """
     check_in(polarity, "polarity", _POLARITIES)
@@ -594,8 +604,8 @@ def detect_sources(
     for sign, active in ((1.0, n_pos > 0), (-1.0, n_neg > 0)):
         if not active:
             continue
-        pol_labels = np.where((labels > n_pos) if sign < 0 else ((labels > 0) & (labels <= n_pos)), labels, 0)
-        ys, xs = K._find_peaks(sig, pol_labels, sign)
+        lo, hi = (n_pos + 1, n_pos + n_neg) if sign < 0 else (1, n_pos)
+        ys, xs = K._find_peaks(sig, labels, lo, hi, sign)
         rows_y.append(ys)
         rows_x.append(xs)
         rows_s.append(np.full(ys.size, sign))
@@ -613,14 +623,14 @@ def detect_sources(
         if sel.any():
             xr[sel], yr[sel] = _refine(sig, ys[sel], xs[sel], sign)
     # growth
-    radius = float(grow) * psf_sigma
+    radius = min(float(grow) * psf_sigma, 250.0)
     if radius >= 1.0 and (n_pos + n_neg) > 0:
         grown = labels.copy()
         K._grow_footprints(labels, radius, grown)
         labels = grown
-    out_mask = mplane & ~np.uint32(MaskPlane.DETECTED | MaskPlane.DETECTED_NEGATIVE)
-    out_mask[(labels > 0) & (labels <= n_pos)] |= np.uint32(MaskPlane.DETECTED)
-    out_mask[labels > n_pos] |= np.uint32(MaskPlane.DETECTED_NEGATIVE)
+    out_mask = mplane  # a new array made by normalize_mask: safe to update in place
+    K._set_detection_bits(out_mask, labels, n_pos, np.uint32(MaskPlane.DETECTED | MaskPlane.DETECTED_NEGATIVE),
+                          np.uint32(MaskPlane.DETECTED), np.uint32(MaskPlane.DETECTED_NEGATIVE))
     params = types.MappingProxyType({
         "threshold": t, "polarity": polarity, "grow": float(grow), "grow_radius_pix": radius,
         "psf_sigma_pix": psf_sigma, "min_pixels": int(min_pixels), "deblend_nthresh": int(deblend_nthresh),
@@ -788,8 +798,12 @@ def extract_sextractor(
     >>> yy, xx = np.mgrid[:64, :64]
     >>> img += (50.0 * np.exp(-((xx - 20.3) ** 2 + (yy - 40.6) ** 2) / 4.0)).astype(np.float32)
     >>> cat = extract_sextractor(img, thresh=3.0, err=1.0)
-    >>> len(cat), round(float(cat["x"][0].value), 1), round(float(cat["y"][0].value), 1)
-    (1, 20.3, 40.6)
+    >>> len(cat)
+    1
+    >>> bool(abs(cat["x"][0].value - 20.3) < 0.1 and abs(cat["y"][0].value - 40.6) < 0.1)
+    True
+    >>> cat["iso_x2"].unit, int(cat["footprint_area"][0]) > 5
+    (Unit("pix2"), True)
     """
     img = as_image(image, "image")
     h, w = img.shape

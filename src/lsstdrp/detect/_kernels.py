@@ -153,6 +153,55 @@ def _correlate_cols_add(src, taps, out, first):  # pragma: no cover - compiled
 
 
 @numba.njit(cache=True, nogil=True, fastmath=True)
+def _correlate_separable(src, col, row, out, first):  # pragma: no cover - compiled
+    """``out (+)= src`` correlated with the rank-1 kernel ``outer(col, row)``.
+
+    Rows are correlated with ``row`` into a ring buffer of ``len(col)`` rows, then
+    combined with ``col``; zero outside the image; float32. Every interior pixel sees
+    the same sequence of operations (exact translation equivariance).
+    """
+    h, w = src.shape
+    n = col.shape[0]
+    r = n // 2
+    m = row.shape[0]
+    rr = m // 2
+    ring = np.zeros((n, w), dtype=np.float32)
+    acc = np.empty(w, dtype=np.float32)
+    done = 0  # source rows correlated so far
+    for y in range(h):
+        last = min(y + r, h - 1)
+        while done <= last:
+            buf = ring[done % n]
+            buf[:] = F32(0.0)
+            srow = src[done]
+            for j in range(m):
+                t = row[j]
+                d = j - rr
+                lo = -d if d < 0 else 0
+                hi = w - d if d > 0 else w
+                bv = buf[lo:hi]
+                sv = srow[lo + d : hi + d]
+                for k in range(hi - lo):
+                    bv[k] += t * sv[k]
+            done += 1
+        acc[:] = F32(0.0)
+        i0 = max(0, r - y)
+        i1 = min(n, h - y + r)
+        for i in range(i0, i1):
+            t = col[i]
+            buf = ring[(y + i - r) % n]
+            for x in range(w):
+                acc[x] += t * buf[x]
+        orow = out[y]
+        if first:
+            for x in range(w):
+                orow[x] = acc[x]
+        else:
+            for x in range(w):
+                orow[x] += acc[x]
+
+
+@numba.njit(cache=True, nogil=True, fastmath=True)
 def _significance(num, den, out):  # pragma: no cover - compiled
     """``out = num / sqrt(den)`` where ``den > 0``, else 0 (float32)."""
     h, w = num.shape
@@ -1207,13 +1256,13 @@ def _clean(mx, my, a, b, cxx, cyy, cxy, abcor, fdflux, fdnpix, thresh, mthresh, 
 
 
 @numba.njit(cache=True, nogil=True)
-def _find_peaks(sig, labels, sign):  # pragma: no cover - compiled
-    """Local maxima of ``sign * sig`` at labelled pixels of that polarity.
+def _find_peaks(sig, labels, lab_lo, lab_hi, sign):  # pragma: no cover - compiled
+    """Local maxima of ``sign * sig`` at pixels labelled ``lab_lo..lab_hi``.
 
     A pixel is a peak when its value exceeds those of its 8 neighbours that come before
     it in raster order and is not below those after it (so plateaus give one peak).
-    Returns (y, x) int64 arrays in raster order; only pixels whose label is > 0 and
-    whose ``sign * sig`` is > 0 are considered.
+    Returns (y, x) int64 arrays in raster order; only pixels whose label is in range
+    and whose ``sign * sig`` is > 0 are considered.
     """
     h, w = sig.shape
     cap = 1024
@@ -1222,7 +1271,8 @@ def _find_peaks(sig, labels, sign):  # pragma: no cover - compiled
     n = 0
     for y in range(h):
         for x in range(w):
-            if labels[y, x] <= 0:
+            lab = labels[y, x]
+            if lab < lab_lo or lab > lab_hi:
                 continue
             v = sign * sig[y, x]
             if v <= 0.0:
@@ -1264,7 +1314,8 @@ def _find_peaks(sig, labels, sign):  # pragma: no cover - compiled
 def _grow_footprints(labels, radius, out):  # pragma: no cover - compiled
     """Grow labelled regions by ``radius`` pixels (Euclidean disk) into unlabelled
     pixels; a pixel reached by several footprints goes to the nearest (ties: the one
-    reached first in raster order). ``out`` must be a copy of ``labels``."""
+    reached first in raster order). ``out`` must be a copy of ``labels``; ``radius``
+    must be below 255."""
     h, w = labels.shape
     r = int(math.floor(radius))
     r2 = radius * radius
@@ -1276,7 +1327,7 @@ def _grow_footprints(labels, radius, out):  # pragma: no cover - compiled
                 m += 1
     ody = np.empty(m, dtype=np.int64)
     odx = np.empty(m, dtype=np.int64)
-    od2 = np.empty(m, dtype=np.float32)
+    od2 = np.empty(m, dtype=np.uint16)
     m = 0
     for dy in range(-r, r + 1):
         for dx in range(-r, r + 1):
@@ -1285,7 +1336,7 @@ def _grow_footprints(labels, radius, out):  # pragma: no cover - compiled
                 odx[m] = dx
                 od2[m] = dx * dx + dy * dy
                 m += 1
-    best = np.full((h, w), np.float32(np.inf), dtype=np.float32)
+    best = np.full((h, w), np.uint16(65535), dtype=np.uint16)
     for y in range(h):
         for x in range(w):
             lab = labels[y, x]
@@ -1313,3 +1364,18 @@ def _grow_footprints(labels, radius, out):  # pragma: no cover - compiled
                 if od2[k] < best[yy, xx]:
                     best[yy, xx] = od2[k]
                     out[yy, xx] = lab
+
+
+@numba.njit(cache=True, nogil=True)
+def _set_detection_bits(mask, labels, n_pos, clear, pos_bit, neg_bit):  # pragma: no cover - compiled
+    """Clear ``clear`` bits of ``mask`` and set ``pos_bit`` on labels 1..n_pos and
+    ``neg_bit`` on labels > n_pos (in place)."""
+    h, w = mask.shape
+    keep = ~clear
+    for y in range(h):
+        for x in range(w):
+            m = mask[y, x] & keep
+            lab = labels[y, x]
+            if lab > 0:
+                m |= pos_bit if lab <= n_pos else neg_bit
+            mask[y, x] = m
