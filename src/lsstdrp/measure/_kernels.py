@@ -700,6 +700,21 @@ def _annulus_background(image, bad, exclude, xs, ys, r_in, r_out, nsigma, niter,
 
 
 @njit(nogil=True, cache=True)
+def _row_span(bx0, bx1, x0, dy, ixx, ixy, iyy, nsig2, use_cut):
+    """Columns of one row inside the ellipse rho^2 <= nsig2 (``ixy`` is M^{-1}_xy), clipped."""
+    if not use_cut:
+        return bx0, bx1
+    qb = 2.0 * ixy * dy
+    qc = iyy * dy * dy - nsig2
+    disc = qb * qb - 4.0 * ixx * qc
+    if disc < 0.0:
+        return 1, 0
+    sd = math.sqrt(disc)
+    return (max(bx0, int(math.ceil((-qb - sd) * 0.5 / ixx + x0))),
+            min(bx1, int(math.floor((-qb + sd) * 0.5 / ixx + x0))))
+
+
+@njit(nogil=True, cache=True)
 def _ellipmom1(image, bad, bx0, bx1, by0, by1, x0, y0, mxx, mxy, myy, nsig2, sums):
     """Gaussian-weighted sums over the box [bx0, bx1] x [by0, by1] (inclusive, in the image).
 
@@ -747,21 +762,30 @@ def _ellipmom1(image, bad, bx0, bx1, by0, by1, x0, y0, mxx, mxy, myy, nsig2, sum
             xhi = min(bx1, int(math.floor((-qb + sd) * 0.5 / ixx + x0)))
         t1 = iyy * dy * dy
         t2 = ixy2 * dy
+        # the weight along the row by recurrence: rho^2 is quadratic in x, so
+        # w(x + 1) = w(x) r(x) with r(x + 1) = r(x) exp(-ixx) (two products, no exp)
+        dx = xlo - x0
+        rho2 = t1 + t2 * dx + ixx * dx * dx
+        w = math.exp(-0.5 * rho2)
+        ratio = math.exp(-0.5 * (t2 + ixx * (2.0 * dx + 1.0)))
+        rstep = math.exp(-ixx)
         for x in range(xlo, xhi + 1):
-            dx = x - x0
-            rho2 = t1 + t2 * dx + ixx * dx * dx
             if _is_bad(bad, image, y, x):
                 if rho2 < 9.0:
-                    wbad += math.exp(-0.5 * rho2)
-                continue
-            iw = math.exp(-0.5 * rho2) * image[y, x]
-            A += iw
-            bx += iw * dx
-            by += iw * dy
-            cxx += iw * dx * dx
-            cxy += iw * dx * dy
-            cyy += iw * dy * dy
-            r4 += iw * rho2 * rho2
+                    wbad += w
+            else:
+                iw = w * image[y, x]
+                A += iw
+                bx += iw * dx
+                by += iw * dy
+                cxx += iw * dx * dx
+                cxy += iw * dx * dy
+                cyy += iw * dy * dy
+                r4 += iw * rho2 * rho2
+            rho2 += t2 + ixx * (2.0 * dx + 1.0)
+            dx += 1.0
+            w *= ratio
+            ratio *= rstep
     sums[0] = A
     sums[1] = bx
     sums[2] = by
@@ -870,52 +894,65 @@ def _admom_cov(image, bad, var_mode, var, var_scalar, bx0, bx1, by0, by1, x0, y0
     ixy = -mxy / det
     iyy = mxx / det
     use_cut = nsig2 > 0.0 and math.isfinite(nsig2)
+    ylo = by0
+    yhi = by1
+    if use_cut:
+        hh = math.sqrt(nsig2 * myy)
+        ylo = max(by0, int(math.ceil(y0 - hh)))
+        yhi = min(by1, int(math.floor(y0 + hh)))
     # amplitude of the least-squares model
     sw2 = 0.0
     siw = 0.0
-    for y in range(by0, by1 + 1):
+    for y in range(ylo, yhi + 1):
         dy = y - y0
-        for x in range(bx0, bx1 + 1):
-            if _is_bad(bad, image, y, x):
-                continue
-            dx = x - x0
-            rho2 = ixx * dx * dx + 2.0 * ixy * dx * dy + iyy * dy * dy
-            if use_cut and rho2 > nsig2:
-                continue
-            w = math.exp(-0.5 * rho2)
-            sw2 += w * w
-            siw += w * image[y, x]
+        xlo, xhi = _row_span(bx0, bx1, x0, dy, ixx, ixy, iyy, nsig2, use_cut)
+        dx = xlo - x0
+        w = math.exp(-0.5 * (ixx * dx * dx + 2.0 * ixy * dx * dy + iyy * dy * dy))
+        ratio = math.exp(-0.5 * (2.0 * ixy * dy + ixx * (2.0 * dx + 1.0)))
+        rstep = math.exp(-ixx)
+        for x in range(xlo, xhi + 1):
+            if not _is_bad(bad, image, y, x):
+                sw2 += w * w
+                siw += w * image[y, x]
+            w *= ratio
+            ratio *= rstep
     if not (sw2 > 0.0):
         return False
     amp = siw / sw2
     h = np.zeros((6, 6))
     s = np.zeros((6, 6))
     jac = np.empty(6)
-    for y in range(by0, by1 + 1):
+    for y in range(ylo, yhi + 1):
         dy = y - y0
-        for x in range(bx0, bx1 + 1):
-            if _is_bad(bad, image, y, x):
-                continue
-            dx = x - x0
-            rho2 = ixx * dx * dx + 2.0 * ixy * dx * dy + iyy * dy * dy
-            if use_cut and rho2 > nsig2:
-                continue
-            w = math.exp(-0.5 * rho2)
-            ux = ixx * dx + ixy * dy
-            uy = ixy * dx + iyy * dy
-            aw = amp * w
-            jac[0] = w
-            jac[1] = aw * ux
-            jac[2] = aw * uy
-            jac[3] = 0.5 * aw * ux * ux
-            jac[4] = 0.5 * aw * uy * uy
-            jac[5] = aw * ux * uy
-            v = _var_at(var_mode, var, var_scalar, y, x)
-            for p in range(6):
-                for q in range(6):
-                    jj = jac[p] * jac[q]
-                    h[p, q] += jj
-                    s[p, q] += jj * v
+        xlo, xhi = _row_span(bx0, bx1, x0, dy, ixx, ixy, iyy, nsig2, use_cut)
+        dx = xlo - x0
+        w = math.exp(-0.5 * (ixx * dx * dx + 2.0 * ixy * dx * dy + iyy * dy * dy))
+        ratio = math.exp(-0.5 * (2.0 * ixy * dy + ixx * (2.0 * dx + 1.0)))
+        rstep = math.exp(-ixx)
+        for x in range(xlo, xhi + 1):
+            if not _is_bad(bad, image, y, x):
+                ux = ixx * dx + ixy * dy
+                uy = ixy * dx + iyy * dy
+                aw = amp * w
+                jac[0] = w
+                jac[1] = aw * ux
+                jac[2] = aw * uy
+                jac[3] = 0.5 * aw * ux * ux
+                jac[4] = 0.5 * aw * uy * uy
+                jac[5] = aw * ux * uy
+                v = _var_at(var_mode, var, var_scalar, y, x)
+                for p in range(6):
+                    for q in range(p, 6):
+                        jj = jac[p] * jac[q]
+                        h[p, q] += jj
+                        s[p, q] += jj * v
+            dx += 1.0
+            w *= ratio
+            ratio *= rstep
+    for p in range(6):
+        for q in range(p):
+            h[p, q] = h[q, p]
+            s[p, q] = s[q, p]
     # H^{-1} via Gauss-Jordan with partial pivoting (small, numba-friendly)
     inv = np.eye(6)
     m = h.copy()
