@@ -1,0 +1,340 @@
+"""Compiled (numba) kernels of instrument signature removal.
+
+Private: the validated wrappers live in the ``_*.py`` modules of :mod:`lsstdrp.isr`.
+Every kernel sees C-contiguous arrays of a fixed dtype (float64 images, uint8 flag
+planes) and writes into preallocated outputs; a plain-numpy reference of each lives in
+``tests/isr/test_kernels.py`` and the two must agree.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numba
+import numpy as np
+
+#: The four directions of the cosmic-ray sharpness test: (dy, dx) of one neighbour;
+#: the opposite neighbour is (-dy, -dx). Order: x (row), y (column), diagonal, anti-diagonal.
+CR_DIRECTIONS = np.array([[0, 1], [1, 0], [1, 1], [1, -1]], dtype=np.int64)
+
+
+# ---------------------------------------------------------------------------------------
+# cosmic rays
+# ---------------------------------------------------------------------------------------
+
+
+@numba.njit(cache=True, nogil=True)
+def _cr_zmax(r, var, excl, y, x, rho, tol):  # pragma: no cover - compiled
+    """Largest significance, over the four directions, that pixel (y, x) is sharper than the PSF.
+
+    For a direction d with both neighbours a, b usable (inside the image and not
+    excluded), ``z_d = (p r0 - m) / sqrt(p^2 v0 + v_m)`` with ``m = (r_a + r_b) / 2``,
+    ``v_m = (v_a + v_b) / 4`` and ``p = (1 - tol) rho_d``. Returns -inf when no direction
+    is usable.
+    """
+    ny, nx = r.shape
+    r0 = r[y, x]
+    v0 = var[y, x]
+    best = -np.inf
+    for d in range(4):
+        dy = CR_DIRECTIONS[d, 0]
+        dx = CR_DIRECTIONS[d, 1]
+        ya = y - dy
+        xa = x - dx
+        yb = y + dy
+        xb = x + dx
+        if ya < 0 or yb >= ny or xa < 0 or xa >= nx or xb < 0 or xb >= nx:
+            continue
+        if excl[ya, xa] or excl[yb, xb]:
+            continue
+        m = 0.5 * (r[ya, xa] + r[yb, xb])
+        vm = 0.25 * (var[ya, xa] + var[yb, xb])
+        p = (1.0 - tol) * rho[d]
+        den = p * p * v0 + vm
+        if den <= 0.0:
+            continue
+        z = (p * r0 - m) / math.sqrt(den)
+        if z > best:
+            best = z
+    return best
+
+
+@numba.njit(cache=True, nogil=True)
+def _cr_seed(r, var, excl, cr, rho, tol, nsigma, zseed, new):  # pragma: no cover - compiled
+    """Flag in ``new`` the pixels above ``nsigma`` and sharper than the PSF by > ``zseed``.
+
+    ``r`` is the background-subtracted working image (already-flagged cosmic-ray pixels
+    repaired), ``var`` its variance, ``excl`` the excluded pixels (uint8), ``cr`` the
+    pixels flagged so far (skipped). Returns the number of new pixels.
+    """
+    ny, nx = r.shape
+    n = 0
+    for y in range(ny):
+        for x in range(nx):
+            if excl[y, x] or cr[y, x]:
+                continue
+            v0 = var[y, x]
+            r0 = r[y, x]
+            if v0 <= 0.0 or r0 <= 0.0 or r0 * r0 <= nsigma * nsigma * v0:
+                continue
+            if _cr_zmax(r, var, excl, y, x, rho, tol) > zseed:
+                new[y, x] = 1
+                n += 1
+    return n
+
+
+@numba.njit(cache=True, nogil=True)
+def _cr_grow(r, var, excl, cr, nsigma, new):  # pragma: no cover - compiled
+    """One growth step: flag 8-neighbours of ``cr`` pixels that are above ``nsigma``.
+
+    Returns the number of pixels flagged in ``new`` (``cr`` is not modified).
+    """
+    ny, nx = r.shape
+    n = 0
+    for y in range(ny):
+        for x in range(nx):
+            if not cr[y, x]:
+                continue
+            for yy in range(max(y - 1, 0), min(y + 2, ny)):
+                for xx in range(max(x - 1, 0), min(x + 2, nx)):
+                    if cr[yy, xx] or new[yy, xx] or excl[yy, xx]:
+                        continue
+                    v = var[yy, xx]
+                    rv = r[yy, xx]
+                    if v > 0.0 and rv > 0.0 and rv * rv > nsigma * nsigma * v:
+                        new[yy, xx] = 1
+                        n += 1
+    return n
+
+
+@numba.njit(cache=True, nogil=True)
+def _dilate8(flag, excl, out):  # pragma: no cover - compiled
+    """``out`` = ``flag`` dilated by one pixel (8-connected), never onto ``excl`` pixels."""
+    ny, nx = flag.shape
+    for y in range(ny):
+        for x in range(nx):
+            out[y, x] = flag[y, x]
+    for y in range(ny):
+        for x in range(nx):
+            if not flag[y, x]:
+                continue
+            for yy in range(max(y - 1, 0), min(y + 2, ny)):
+                for xx in range(max(x - 1, 0), min(x + 2, nx)):
+                    if not excl[yy, xx]:
+                        out[yy, xx] = 1
+
+
+@numba.njit(cache=True, nogil=True)
+def _snap_outliers(d, vd, excl, nsigma, out):  # pragma: no cover - compiled
+    """``out`` = +1 where d > nsigma sqrt(vd), -1 where d < -nsigma sqrt(vd), else 0."""
+    ny, nx = d.shape
+    n = 0
+    for y in range(ny):
+        for x in range(nx):
+            if excl[y, x]:
+                continue
+            v = vd[y, x]
+            if v <= 0.0:
+                continue
+            dv = d[y, x]
+            if dv * dv > nsigma * nsigma * v:
+                out[y, x] = 1 if dv > 0.0 else -1
+                n += 1
+    return n
+
+
+@numba.njit(cache=True, nogil=True)
+def _snap_grow(d, vd, excl, flag, nsigma, sign):  # pragma: no cover - compiled
+    """Grow the pixels of ``flag == sign`` to 8-neighbours with sign*d > nsigma sqrt(vd).
+
+    Connected growth (repeated until nothing changes). Returns the number added.
+    """
+    ny, nx = d.shape
+    total = 0
+    changed = True
+    while changed:
+        changed = False
+        for y in range(ny):
+            for x in range(nx):
+                if flag[y, x] != sign:
+                    continue
+                for yy in range(max(y - 1, 0), min(y + 2, ny)):
+                    for xx in range(max(x - 1, 0), min(x + 2, nx)):
+                        if flag[yy, xx] != 0 or excl[yy, xx]:
+                            continue
+                        v = vd[yy, xx]
+                        s = sign * d[yy, xx]
+                        if v > 0.0 and s > 0.0 and s * s > nsigma * nsigma * v:
+                            flag[yy, xx] = sign
+                            total += 1
+                            changed = True
+    return total
+
+
+# ---------------------------------------------------------------------------------------
+# interpolation over masked pixels
+# ---------------------------------------------------------------------------------------
+
+
+@numba.njit(cache=True, nogil=True)
+def _interpolate_masked(image, bad, max_gap, out, status):  # pragma: no cover - compiled
+    """Linear interpolation over ``bad`` pixels along the row or the column.
+
+    For each bad pixel, the nearest good pixels to the left/right (along the row) and
+    below/above (along the column) are found within ``max_gap`` pixels. The estimate
+    along a direction with good pixels on both sides is the linear interpolation
+    between them; the direction with the shorter span between its two good pixels is
+    used, and the two are averaged when the spans are equal. A direction with a good
+    pixel on one side only (an image edge) gives that pixel's value, used only when no
+    two-sided direction exists. ``status`` is 1 where a value was interpolated, 2 where
+    no good pixel was found (``out`` keeps the input value there).
+    """
+    ny, nx = image.shape
+    for y in range(ny):
+        for x in range(nx):
+            out[y, x] = image[y, x]
+    for y in range(ny):
+        for x in range(nx):
+            if not bad[y, x]:
+                continue
+            # along the row
+            xl = -1
+            for k in range(1, max_gap + 1):
+                if x - k < 0:
+                    break
+                if not bad[y, x - k]:
+                    xl = x - k
+                    break
+            xr = -1
+            for k in range(1, max_gap + 1):
+                if x + k >= nx:
+                    break
+                if not bad[y, x + k]:
+                    xr = x + k
+                    break
+            yl = -1
+            for k in range(1, max_gap + 1):
+                if y - k < 0:
+                    break
+                if not bad[y - k, x]:
+                    yl = y - k
+                    break
+            yr = -1
+            for k in range(1, max_gap + 1):
+                if y + k >= ny:
+                    break
+                if not bad[y + k, x]:
+                    yr = y + k
+                    break
+            span_x = 1 << 30
+            est_x = 0.0
+            if xl >= 0 and xr >= 0:
+                span_x = xr - xl
+                w = (x - xl) / span_x
+                est_x = (1.0 - w) * image[y, xl] + w * image[y, xr]
+            span_y = 1 << 30
+            est_y = 0.0
+            if yl >= 0 and yr >= 0:
+                span_y = yr - yl
+                w = (y - yl) / span_y
+                est_y = (1.0 - w) * image[yl, x] + w * image[yr, x]
+            if span_x < (1 << 30) or span_y < (1 << 30):
+                if span_x < span_y:
+                    out[y, x] = est_x
+                elif span_y < span_x:
+                    out[y, x] = est_y
+                else:
+                    out[y, x] = 0.5 * (est_x + est_y)
+                status[y, x] = 1
+                continue
+            # one-sided: nearest good pixel among the four
+            best = 1 << 30
+            val = 0.0
+            if xl >= 0 and x - xl < best:
+                best = x - xl
+                val = image[y, xl]
+            if xr >= 0 and xr - x < best:
+                best = xr - x
+                val = image[y, xr]
+            if yl >= 0 and y - yl < best:
+                best = y - yl
+                val = image[yl, x]
+            if yr >= 0 and yr - y < best:
+                best = yr - y
+                val = image[yr, x]
+            if best < (1 << 30):
+                out[y, x] = val
+                status[y, x] = 1
+            else:
+                status[y, x] = 2
+
+
+# ---------------------------------------------------------------------------------------
+# saturation: bleed trails
+# ---------------------------------------------------------------------------------------
+
+
+@numba.njit(cache=True, nogil=True)
+def _bleed_columns(image, sat, threshold, out):  # pragma: no cover - compiled
+    """Extend ``sat`` along columns while the pixel value is >= ``threshold``.
+
+    ``out`` starts as a copy of ``sat``; from every saturated pixel the flag is carried
+    up and down its column over contiguous pixels at or above ``threshold``. Returns
+    the number of pixels added.
+    """
+    ny, nx = image.shape
+    n = 0
+    for y in range(ny):
+        for x in range(nx):
+            out[y, x] = sat[y, x]
+    for x in range(nx):
+        y = 0
+        while y < ny:
+            if not sat[y, x]:
+                y += 1
+                continue
+            # a run of saturated pixels [y, y1)
+            y1 = y
+            while y1 < ny and sat[y1, x]:
+                y1 += 1
+            k = y - 1
+            while k >= 0 and not out[k, x] and image[k, x] >= threshold:
+                out[k, x] = 1
+                n += 1
+                k -= 1
+            k = y1
+            while k < ny and not sat[k, x] and image[k, x] >= threshold:
+                out[k, x] = 1
+                n += 1
+                k += 1
+            y = max(k, y1)
+    return n
+
+
+# ---------------------------------------------------------------------------------------
+# brighter-fatter
+# ---------------------------------------------------------------------------------------
+
+
+@numba.njit(cache=True, nogil=True)
+def _bf_divergence(t, phi, out):  # pragma: no cover - compiled
+    """``out`` = (1/2) div(t grad phi), conservative finite-volume form.
+
+    The flux through the face between pixels p and q (4-neighbours) is
+    ``(t_p + t_q)/2 * (phi_q - phi_p)``; ``out[p]`` is half the sum of the fluxes into p.
+    No flux crosses the image boundary, so ``out.sum()`` is 0 to rounding.
+    """
+    ny, nx = t.shape
+    for y in range(ny):
+        for x in range(nx):
+            out[y, x] = 0.0
+    for y in range(ny):
+        for x in range(nx - 1):
+            f = 0.25 * (t[y, x] + t[y, x + 1]) * (phi[y, x + 1] - phi[y, x])
+            out[y, x] += f
+            out[y, x + 1] -= f
+    for y in range(ny - 1):
+        for x in range(nx):
+            f = 0.25 * (t[y, x] + t[y + 1, x]) * (phi[y + 1, x] - phi[y, x])
+            out[y, x] += f
+            out[y + 1, x] -= f
