@@ -7,6 +7,11 @@ astrometric turbulence) and its TAN-SIP approximation, the chromatic spatially v
 PSF (GalSim), background, zeropoint map, noiseless image, and truth catalogs; or, in
 catalog-level mode, per-(visit, detector) source catalogs from the same truth chain.
 
+``make_raw(truth_image, geometry, rng=...)`` turns a calibrated truth image into raw
+multi-amplifier frames (one or two snaps) with every instrumental effect and its truth,
+and ``make_calibration_exposures`` makes biases, darks, flats and flat pairs of the same
+detector.
+
 The simulator imports only ``lsstdrp.core`` types (never an algorithm), and no
 algorithm imports it, so a bug cannot cancel out between the two.
 """
@@ -27,6 +32,18 @@ from ._chromatic import (
 from ._config import PRESETS, SurveyConfig, get_config
 from ._focalplane import FocalPlane, make_focal_plane
 from ._photometry import bandpass_shift_mag
+from ._raw import (
+    RawEffects,
+    RawSimulation,
+    SensorTruth,
+    apply_brighter_fatter,
+    bf_kernel_from_aij,
+    displace_charge,
+    make_bf_aij,
+    make_calibration_exposures,
+    make_raw,
+    make_sensor_truth,
+)
 from ._sky import kepler_propagate, light_curve_mag_offset, make_sky, sso_positions
 from ._survey import (
     ExposureTruth,
@@ -75,4 +92,14 @@ __all__ = [
     "light_curve_mag_offset",
     "sso_positions",
     "kepler_propagate",
+    "make_raw",
+    "make_calibration_exposures",
+    "make_sensor_truth",
+    "RawEffects",
+    "RawSimulation",
+    "SensorTruth",
+    "displace_charge",
+    "make_bf_aij",
+    "bf_kernel_from_aij",
+    "apply_brighter_fatter",
 ]
