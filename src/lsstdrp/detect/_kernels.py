@@ -39,7 +39,7 @@ NSONMAX = 1024
 # ---------------------------------------------------------------------------------------
 
 
-@numba.njit(cache=True, nogil=True)
+@numba.njit(cache=True, nogil=True, error_model="numpy")
 def _sep_convolve(image, kernel, out):  # pragma: no cover - compiled
     """Correlate ``image`` with ``kernel`` (float32), zero outside the image.
 
@@ -68,7 +68,7 @@ def _sep_convolve(image, kernel, out):  # pragma: no cover - compiled
                         out[y, x] += k * image[yy, x + d]
 
 
-@numba.njit(cache=True, nogil=True)
+@numba.njit(cache=True, nogil=True, error_model="numpy")
 def _sep_matched_filter(image, var, kernel, out):  # pragma: no cover - compiled
     """SExtractor/sep matched filter ``sum(k I / V) / sqrt(sum(k^2 / V))`` (float32).
 
@@ -101,7 +101,7 @@ def _sep_matched_filter(image, var, kernel, out):  # pragma: no cover - compiled
             out[y, x] = F32(np.float64(num[x]) / math.sqrt(np.float64(den[x])))
 
 
-@numba.njit(cache=True, nogil=True, fastmath=True)
+@numba.njit(cache=True, nogil=True, fastmath=True, error_model="numpy")
 def _correlate_rows(src, taps, out):  # pragma: no cover - compiled
     """``out[y, x] = sum_j taps[j] * src[y, x + j - n//2]`` (zero outside), float32.
 
@@ -125,7 +125,7 @@ def _correlate_rows(src, taps, out):  # pragma: no cover - compiled
             out[y, x] = acc[x]
 
 
-@numba.njit(cache=True, nogil=True, fastmath=True)
+@numba.njit(cache=True, nogil=True, fastmath=True, error_model="numpy")
 def _correlate_cols_add(src, taps, out, first):  # pragma: no cover - compiled
     """``out[y, x] (+)= sum_i taps[i] * src[y + i - n//2, x]`` (zero outside), float32.
 
@@ -152,7 +152,7 @@ def _correlate_cols_add(src, taps, out, first):  # pragma: no cover - compiled
                 out[y, x] += acc[x]
 
 
-@numba.njit(cache=True, nogil=True, fastmath=True)
+@numba.njit(cache=True, nogil=True, fastmath=True, error_model="numpy")
 def _correlate_separable(src, col, row, out, first):  # pragma: no cover - compiled
     """``out (+)= src`` correlated with the rank-1 kernel ``outer(col, row)``.
 
@@ -201,7 +201,7 @@ def _correlate_separable(src, col, row, out, first):  # pragma: no cover - compi
                 orow[x] += acc[x]
 
 
-@numba.njit(cache=True, nogil=True, fastmath=True)
+@numba.njit(cache=True, nogil=True, fastmath=True, error_model="numpy")
 def _significance(num, den, out):  # pragma: no cover - compiled
     """``out = num / sqrt(den)`` where ``den > 0``, else 0 (float32)."""
     h, w = num.shape
@@ -211,7 +211,7 @@ def _significance(num, den, out):  # pragma: no cover - compiled
             out[y, x] = num[y, x] / math.sqrt(d) if d > F32(0.0) else F32(0.0)
 
 
-@numba.njit(cache=True, nogil=True, fastmath=True)
+@numba.njit(cache=True, nogil=True, fastmath=True, error_model="numpy")
 def _significance_table(num, table, cls_y, cls_x, out):  # pragma: no cover - compiled
     """``out = num / sqrt(table[cls_y[y], cls_x[x]])`` (0 where the table is <= 0)."""
     h, w = num.shape
@@ -227,7 +227,7 @@ def _significance_table(num, table, cls_y, cls_x, out):  # pragma: no cover - co
 # ---------------------------------------------------------------------------------------
 
 
-@numba.njit(cache=True, nogil=True)
+@numba.njit(cache=True, nogil=True, error_model="numpy")
 def _find(parent, i):  # pragma: no cover - compiled
     root = i
     while parent[root] != root:
@@ -239,7 +239,7 @@ def _find(parent, i):  # pragma: no cover - compiled
     return root
 
 
-@numba.njit(cache=True, nogil=True)
+@numba.njit(cache=True, nogil=True, error_model="numpy")
 def _runs(binary):  # pragma: no cover - compiled
     """Horizontal runs of True pixels: (y, x0, x1) arrays (x1 inclusive), raster order."""
     h, w = binary.shape
@@ -271,7 +271,7 @@ def _runs(binary):  # pragma: no cover - compiled
     return ry, rx0, rx1
 
 
-@numba.njit(cache=True, nogil=True)
+@numba.njit(cache=True, nogil=True, error_model="numpy")
 def _label_runs(ry, rx0, rx1):  # pragma: no cover - compiled
     """Component label (1..n, numbered in raster order of first pixel) of every run."""
     nr = ry.shape[0]
@@ -316,7 +316,7 @@ def _label_runs(ry, rx0, rx1):  # pragma: no cover - compiled
     return labels, n
 
 
-@numba.njit(cache=True, nogil=True)
+@numba.njit(cache=True, nogil=True, error_model="numpy")
 def _paint_runs(ry, rx0, rx1, run_label, lab_map, out):  # pragma: no cover - compiled
     """``out[y, x0:x1+1] = lab_map[run_label]`` for every run (skips lab_map <= 0)."""
     for r in range(ry.shape[0]):
@@ -326,7 +326,7 @@ def _paint_runs(ry, rx0, rx1, run_label, lab_map, out):  # pragma: no cover - co
                 out[ry[r], x] = v
 
 
-@numba.njit(cache=True, nogil=True)
+@numba.njit(cache=True, nogil=True, error_model="numpy")
 def _component_stats(ry, rx0, rx1, run_label, n):  # pragma: no cover - compiled
     """Per component: pixel count, last row, and the last pixel of that row.
 
@@ -344,7 +344,7 @@ def _component_stats(ry, rx0, rx1, run_label, n):  # pragma: no cover - compiled
     return count, ymax, xend
 
 
-@numba.njit(cache=True, nogil=True)
+@numba.njit(cache=True, nogil=True, error_model="numpy")
 def _gather_pixels(ry, rx0, rx1, run_label, keep_index, offsets, py, px):  # pragma: no cover
     """Pixel coordinates grouped by kept component (``keep_index[label]`` >= 0), each
     component's pixels in raster order; ``offsets`` is the CSR start of each group."""
@@ -393,7 +393,7 @@ def _chain_append(nxt, dst_first, dst_last, dst_npix, dst_flag, d, src_first, sr
         dst_last[d] = src_last
 
 
-@numba.njit(cache=True, nogil=True)
+@numba.njit(cache=True, nogil=True, error_model="numpy")
 def _lutz_row(ids, xoff, y, img_w, img_h, minarea, nxt, marker, st_first, st_last, st_npix, st_flag,
               c_first, c_last, c_npix, c_flag, c_start, c_end, pstack, state, e_head, e_npix, e_flag):  # pragma: no cover
     """Advance Lutz's (1980) scan by one row.
@@ -516,7 +516,7 @@ def _lutz_row(ids, xoff, y, img_w, img_h, minarea, nxt, marker, st_first, st_las
     state[2] = ne
 
 
-@numba.njit(cache=True, nogil=True)
+@numba.njit(cache=True, nogil=True, error_model="numpy")
 def _lutz_state(width):  # pragma: no cover - compiled
     """Scratch arrays of a Lutz scan over regions up to ``width`` columns wide."""
     n = width + 2
@@ -527,7 +527,7 @@ def _lutz_state(width):  # pragma: no cover - compiled
     return marker, st, ctx, pstack
 
 
-@numba.njit(cache=True, nogil=True)
+@numba.njit(cache=True, nogil=True, error_model="numpy")
 def _lutz_image(det, minarea):  # pragma: no cover - compiled
     """Objects (8-connected groups of >= ``minarea`` True pixels) of a whole image.
 
@@ -584,7 +584,7 @@ def _lutz_image(det, minarea):  # pragma: no cover - compiled
     return offsets, py, px, e_flag[:ne].copy()
 
 
-@numba.njit(cache=True, nogil=True)
+@numba.njit(cache=True, nogil=True, error_model="numpy")
 def _lutz_local(grid, gw, elig, y0, y1, x0, x1, ybase, xbase, img_w, img_h, minarea, nxt,
                 marker, st, ctx, pstack, e_head, e_npix, e_flag):  # pragma: no cover - compiled
     """Lutz scan of the eligible pixels of one object inside the local box
@@ -612,7 +612,7 @@ def _lutz_local(grid, gw, elig, y0, y1, x0, x1, ybase, xbase, img_w, img_h, mina
 # ---------------------------------------------------------------------------------------
 
 
-@numba.njit(cache=True, nogil=True)
+@numba.njit(cache=True, nogil=True, error_model="numpy")
 def _analyse(idx, py, px, val, cd, var, thresh, merged, xprev, yprev, gain, res):  # pragma: no cover
     """Isophotal measurements of the pixels ``idx`` (SExtractor's ``analyse``).
 
@@ -784,7 +784,7 @@ def _analyse(idx, py, px, val, cd, var, thresh, merged, xprev, yprev, gain, res)
 # ---------------------------------------------------------------------------------------
 
 
-@numba.njit(cache=True, nogil=True)
+@numba.njit(cache=True, nogil=True, error_model="numpy")
 def _deblend_object(py, px, val, cd, start, stop, thresh0, nthresh, mincont, minarea, w, h, assign, rank, core, out_flag, out_thr):  # pragma: no cover
     """SExtractor's multi-threshold deblending of one object (pixels ``start:stop``,
     in SExtractor's chain order).
@@ -982,28 +982,28 @@ def _deblend_object(py, px, val, cd, start, stop, thresh0, nthresh, mincont, min
     return nsel
 
 
-@numba.njit(cache=True, nogil=True)
+@numba.njit(cache=True, nogil=True, error_model="numpy")
 def _grow_i(a, cap):  # pragma: no cover - compiled
     out = np.empty(cap, dtype=a.dtype)
     out[: a.shape[0]] = a
     return out
 
 
-@numba.njit(cache=True, nogil=True)
+@numba.njit(cache=True, nogil=True, error_model="numpy")
 def _grow_f(a, cap):  # pragma: no cover - compiled
     out = np.empty(cap, dtype=a.dtype)
     out[: a.shape[0]] = a
     return out
 
 
-@numba.njit(cache=True, nogil=True)
+@numba.njit(cache=True, nogil=True, error_model="numpy")
 def _grow_b(a, cap):  # pragma: no cover - compiled
     out = np.empty(cap, dtype=a.dtype)
     out[: a.shape[0]] = a
     return out
 
 
-@numba.njit(cache=True, nogil=True)
+@numba.njit(cache=True, nogil=True, error_model="numpy")
 def _gatherup(py, px, val, cd, var, start, stop, nsel, thresh0, assign, rank, core, out_thr, gain):  # pragma: no cover
     """Attribute the non-core pixels of a split object to its most probable branch.
 
@@ -1075,7 +1075,7 @@ def _gatherup(py, px, val, cd, var, start, stop, nsel, thresh0, assign, rank, co
     return bx, by
 
 
-@numba.njit(cache=True, nogil=True)
+@numba.njit(cache=True, nogil=True, error_model="numpy")
 def _mthresh(idx, cd, thr, minarea):  # pragma: no cover - compiled
     """CLEAN's reference level of an object: SExtractor's heap over ``cd - thr``.
 
@@ -1115,7 +1115,7 @@ def _mthresh(idx, cd, thr, minarea):  # pragma: no cover - compiled
     return heap[0]
 
 
-@numba.njit(cache=True, nogil=True)
+@numba.njit(cache=True, nogil=True, error_model="numpy")
 def _extract_objects(py, px, val, cd, var, thr, offsets, thresh_obj, nthresh, mincont, minarea, gain, w, h, edge_flag):  # pragma: no cover
     """Deblend and analyse every detected object (CSR groups of pixels).
 
@@ -1198,7 +1198,7 @@ def _extract_objects(py, px, val, cd, var, thr, offsets, thresh_obj, nthresh, mi
     return results[:nout], flags[:nout], othr[:nout], omth[:nout], owner[:nout], pix_out
 
 
-@numba.njit(cache=True, nogil=True)
+@numba.njit(cache=True, nogil=True, error_model="numpy")
 def _clean(mx, my, a, b, cxx, cyy, cxy, abcor, fdflux, fdnpix, thresh, mthresh, beta):  # pragma: no cover
     """SExtractor's CLEAN: which objects survive (a bright object's extrapolated
     Moffat-like profile ``amp * (1 + alpha r^2)^-beta`` above a fainter neighbour's
@@ -1255,7 +1255,7 @@ def _clean(mx, my, a, b, cxx, cyy, cxy, abcor, fdflux, fdnpix, thresh, mthresh, 
 # ---------------------------------------------------------------------------------------
 
 
-@numba.njit(cache=True, nogil=True)
+@numba.njit(cache=True, nogil=True, error_model="numpy")
 def _find_peaks(sig, labels, lab_lo, lab_hi, sign):  # pragma: no cover - compiled
     """Local maxima of ``sign * sig`` at pixels labelled ``lab_lo..lab_hi``.
 
@@ -1310,7 +1310,7 @@ def _find_peaks(sig, labels, lab_lo, lab_hi, sign):  # pragma: no cover - compil
     return ys[:n], xs[:n]
 
 
-@numba.njit(cache=True, nogil=True)
+@numba.njit(cache=True, nogil=True, error_model="numpy")
 def _grow_footprints(labels, radius, out):  # pragma: no cover - compiled
     """Grow labelled regions by ``radius`` pixels (Euclidean disk) into unlabelled
     pixels; a pixel reached by several footprints goes to the nearest (ties: the one
@@ -1366,7 +1366,7 @@ def _grow_footprints(labels, radius, out):  # pragma: no cover - compiled
                     out[yy, xx] = lab
 
 
-@numba.njit(cache=True, nogil=True)
+@numba.njit(cache=True, nogil=True, error_model="numpy")
 def _set_detection_bits(mask, labels, n_pos, clear, pos_bit, neg_bit):  # pragma: no cover - compiled
     """Clear ``clear`` bits of ``mask`` and set ``pos_bit`` on labels 1..n_pos and
     ``neg_bit`` on labels > n_pos (in place)."""
