@@ -39,8 +39,8 @@ refractive index). For large arrays they are *interpolated*: at each node of a g
 (201 nodes over ``T >= 500 K`` including ``T = inf``; colours are linear in ``1/T`` in
 both the Wien and Rayleigh-Jeans limits) is built once and cached, and cubic Lagrange
 interpolation joins the nodes (a constant tilt or shift uses its exact value as the
-node). Measured against direct integration over 500 K - 1e6 K, |tilt| <= 3 and
-|shift| <= 25 nm, the interpolation errs by at most 0.005 mmag in AB magnitude,
+node). Measured against direct integration over 500 K - 1e6 K, ``|tilt| <= 3`` and
+``|shift| <= 25`` nm, the interpolation errs by at most 0.005 mmag in AB magnitude,
 5e-5 nm in effective wavelength and 5e-4 mas in DCR at zenith angle 60 deg (the tests
 require < 0.1 mmag, 1e-3 nm and 0.05 mas). A call interpolates only when building the
 nodes it needs costs no more than integrating each object directly

@@ -22,53 +22,95 @@ LSST_EXTINCTION = {"u": 0.47, "g": 0.21, "r": 0.13, "i": 0.10, "z": 0.08, "y": 0
 class SurveyConfig:
     """All the knobs of the survey simulator (every one changes numbers, none is hidden).
 
-    Parameters are grouped: focal plane, visits and observing conditions, the sky's
-    content, reference catalogs and the mode (rendered or catalog-level). Units are
-    in the names or stated here: angles in degrees unless ``_arcsec``/``_mas``;
-    magnitudes AB; time MJD (TAI); pixel counts in e⁻.
+    Units are in the names or stated here: angles in degrees unless ``_arcsec`` /
+    ``_mas``; magnitudes AB; time MJD (TAI); pixel values in e⁻. An invalid value raises
+    :class:`~lsstdrp.InvalidInputError` naming the field.
 
-    Focal plane
-    -----------
-    n_det_x, n_det_y : detectors on a grid; ``det_shape`` (ny, nx) pixels each.
-    pixel_scale_arcsec : nominal pixel scale; ``gap_px`` the gap between detectors.
-    placement_sigma_um, rotation_sigma_arcsec : true placement errors of detectors.
-    distortion_k3 : radial optical distortion (None: the focal-plane default).
-
-    Visits
-    ------
-    n_visits : number of visits; ``bands`` cycled through by visit.
-    ra0, dec0 : field centre; ``dither_arcsec`` random pointing offsets (uniform radius);
-    rotation_range_deg : rotator angles drawn uniformly in ±this.
-    mjd_start, mjd_span_days : visit epochs (sorted uniform draws in the span).
-    exptime : seconds. seeing_fwhm_range : zenith FWHM at 500 nm (arcsec).
-    airmass_range : uniform. parallactic_range_deg : uniform ±.
-    sky_gradient_frac : amplitude of the focal-plane-scale sky gradient.
-    zeropoint_variation_mmag : amplitude of the smooth zeropoint map over the focal plane.
-    grey_extinction_mmag : rms of per-visit grey (cloud) zeropoint offsets.
-    bandpass_shift_nm : filter-edge shift at the field radius (∝ r²).
-    turbulence_rms_mas, turbulence_outer_scale_deg, turbulence_polynomial_order :
-        per-visit astrometric turbulence (None order = full von Kármán field).
-    read_noise : e⁻ rms added to the variance; saturation_level : e⁻ per pixel.
-    psf_variation, psf_shape_amplitude, optics_fwhm : truth PSF spatial variation.
-
-    Sky
-    ---
-    star_density_arcmin2 : stars per arcmin²; star_mag_range : r-band AB range;
-    n_bright_stars : saturated stars; galaxy_density_arcmin2, galaxy_mag_range;
-    shear : (g1, g2) applied to all galaxies; variable_fraction of stars vary;
-    n_transients, n_sso, trail_probability (per visit);
-    injection_spacing_arcsec, injection_mag : optional grid of faint injected point
-    sources (spacing 0 = none).
-
-    Reference catalogs
-    ------------------
-    refcat_mag_limit : Gaia-like catalog depth (G ~ r); refcat_epoch : MJD.
-    photometric_refcat_err : fractional flux error of the photometric catalog.
-
-    Mode
-    ----
-    render : True renders pixels; False produces catalog-level sources only.
-    stamp_size : odd stamp side for point sources (pixels).
+    Parameters
+    ----------
+    n_det_x, n_det_y : int
+        Detectors on a grid; ``det_shape`` (ny, nx) pixels each.
+    det_shape : tuple of int
+        Detector shape (ny, nx), at least (32, 32).
+    pixel_scale_arcsec : float
+        Nominal pixel scale; ``gap_px`` is the gap between detectors.
+    gap_px : int
+        Gap between neighbouring detectors (pixels).
+    placement_sigma_um, rotation_sigma_arcsec : float
+        Rms of the true detector placement errors (shift, rotation).
+    distortion_k3 : float or None
+        Radial optical distortion (None: 0.3% at the focal-plane corner).
+    n_visits : int
+        Number of visits; ``bands`` are cycled through by visit.
+    bands : tuple of str
+        Survey bands of the visits.
+    ra0, dec0 : float
+        Field centre (deg).
+    dither_arcsec : float
+        Pointing offsets, uniform within this radius.
+    rotation_range_deg : float
+        Rotator angles drawn uniformly in ± this.
+    mjd_start, mjd_span_days : float
+        Visit epochs are sorted uniform draws in the span.
+    exptime : float
+        Exposure time (s).
+    seeing_fwhm_range : (float, float)
+        Zenith FWHM at 500 nm (arcsec), uniform.
+    airmass_range : (float, float)
+        Airmass, uniform.
+    parallactic_range_deg : float
+        Parallactic angle, uniform in ±.
+    sky_gradient_frac : float
+        Amplitude of the focal-plane-scale sky gradient.
+    zeropoint_variation_mmag : float
+        Amplitude of the smooth zeropoint map over the focal plane.
+    grey_extinction_mmag : float
+        Rms of per-visit grey (cloud) zeropoint offsets.
+    bandpass_shift_nm : float
+        Filter-edge shift at the field radius (∝ r²); negative is blueward, as an
+        interference filter at a larger angle of incidence.
+    turbulence_rms_mas, turbulence_outer_scale_deg : float
+        Per-visit von Kármán astrometric turbulence (per-axis rms, outer scale).
+    turbulence_polynomial_order : int or None
+        Keep the turbulence inside 2-D polynomials of this order (None: full field).
+    read_noise : float
+        Read noise (e⁻ rms) added to the image and the variance plane.
+    saturation_level : float
+        Full well (e⁻); above it pixels are clipped, bled along columns and flagged SAT.
+    psf_variation, psf_shape_amplitude : float
+        Rms over the field of the PSF size change dT/T and of its ellipticity ``|e|``.
+    optics_fwhm : float
+        Achromatic optics blur FWHM (arcsec; diffraction added in quadrature); 0 = off.
+    star_density_arcmin2 : float
+        Stars per arcmin²; ``star_mag_range`` their r-band AB range.
+    star_mag_range : (float, float)
+        r-band range of the stars (power-law counts).
+    n_bright_stars : int
+        Saturating stars (mag 11-13).
+    galaxy_density_arcmin2 : float
+        Galaxies per arcmin²; ``galaxy_mag_range`` their r-band range.
+    galaxy_mag_range : (float, float)
+        r-band range of the galaxies.
+    shear : (float, float)
+        Reduced shear (g1, g2) applied to every galaxy.
+    variable_fraction : float
+        Fraction of stars that vary.
+    n_transients, n_sso : int
+        Transients and solar-system objects.
+    trail_probability : float
+        Probability that a visit has a satellite trail.
+    injection_spacing_arcsec, injection_mag : float
+        Optional grid of faint injected point sources (spacing 0 = none).
+    refcat_mag_limit : float
+        Depth of the Gaia-like astrometric catalog (G ~ r).
+    refcat_epoch : float
+        Epoch of the reference catalog positions (MJD; Gaia DR3: 57388.0).
+    photometric_refcat_err : float
+        Fractional flux error of the photometric reference catalog.
+    render : bool
+        True renders pixels; False produces catalog-level sources only.
+    stamp_size : int
+        Odd stamp side for faint point sources (brighter ones get larger stamps).
     """
 
     # focal plane
@@ -96,7 +138,7 @@ class SurveyConfig:
     sky_gradient_frac: float = 0.02
     zeropoint_variation_mmag: float = 10.0
     grey_extinction_mmag: float = 5.0
-    bandpass_shift_nm: float = 2.0
+    bandpass_shift_nm: float = -2.0
     turbulence_rms_mas: float = 5.0
     turbulence_outer_scale_deg: float = 0.5
     turbulence_polynomial_order: int | None = None
@@ -179,7 +221,7 @@ class SurveyConfig:
             _num(name, 0.0, strict=name != "read_noise")
         for name in ("placement_sigma_um", "rotation_sigma_arcsec", "dither_arcsec", "rotation_range_deg",
                      "mjd_span_days", "sky_gradient_frac", "zeropoint_variation_mmag", "grey_extinction_mmag",
-                     "bandpass_shift_nm", "turbulence_rms_mas", "psf_variation", "psf_shape_amplitude",
+                     "turbulence_rms_mas", "psf_variation", "psf_shape_amplitude",
                      "optics_fwhm", "star_density_arcmin2", "galaxy_density_arcmin2",
                      "injection_spacing_arcsec", "photometric_refcat_err"):
             _num(name, 0.0)
@@ -192,6 +234,7 @@ class SurveyConfig:
         _num("trail_probability", 0.0, 1.0)
         _num("turbulence_outer_scale_deg", 0.0, strict=True)
         _num("refcat_mag_limit")
+        _num("bandpass_shift_nm", -20.0, 20.0)
         _num("injection_mag")
         if self.distortion_k3 is not None:
             _num("distortion_k3")

@@ -45,7 +45,7 @@ def bandpass_shift_mag(temperature_k, band: str, shift_nm, *, tilt=0.0) -> np.nd
     zeropoint absorbs the throughput change) and only the colour-dependent part
     remains. Tabulated on a (log T, tilt, shift) grid and interpolated (tricubic);
     the interpolation error is below 0.05 mmag inside the grid (2500-40000 K,
-    |tilt| <= 2, |shift| <= 6 nm), which the tests check against direct integration.
+    ``|tilt| <= 2``, ``|shift| <= 6`` nm), which the tests check against direct integration.
 
     Parameters
     ----------

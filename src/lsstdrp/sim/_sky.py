@@ -49,7 +49,8 @@ def _powerlaw_mags(n: int, lo: float, hi: float, slope: float, rng: np.random.Ge
     return np.log10(a + u * (b - a)) / slope
 
 
-def make_sky(cfg, half_width_deg: float, rng: np.random.Generator) -> tuple[QTable, QTable]:
+def make_sky(cfg, half_width_deg: float, rng: np.random.Generator, *, encounter_mjds=None,
+             sso_radius_deg: float | None = None) -> tuple[QTable, QTable]:
     """Draw the truth sky for a survey.
 
     Parameters
@@ -60,6 +61,13 @@ def make_sky(cfg, half_width_deg: float, rng: np.random.Generator) -> tuple[QTab
         Half-width of the square sky patch to populate (covers all dithers).
     rng : numpy.random.Generator
         Random generator.
+    encounter_mjds : array_like, optional
+        Epochs (e.g. the visits' MJDs) at which solar-system objects are placed in the
+        field: each SSO crosses the field at one of them, drawn at random; default a
+        uniform epoch in the survey span.
+    sso_radius_deg : float, optional
+        Radius around the field centre where SSOs are placed at their encounter
+        (default 0.6 x ``half_width_deg``).
 
     Returns
     -------
@@ -174,7 +182,8 @@ def make_sky(cfg, half_width_deg: float, rng: np.random.Generator) -> tuple[QTab
     for k, v in cols.items():
         objects[k] = v
     objects.meta["epoch_mjd"] = cfg.refcat_epoch
-    sso = _make_sso(cfg, half_width_deg, rng, first_id=n_obj + 1)
+    sso = _make_sso(cfg, half_width_deg if sso_radius_deg is None else sso_radius_deg / 0.6, rng,
+                    first_id=n_obj + 1, encounter_mjds=encounter_mjds)
     return objects, sso
 
 
@@ -235,7 +244,8 @@ def _ecl_to_equ(v: np.ndarray) -> np.ndarray:
     return np.stack([x, c * y - s * z, s * y + c * z], axis=-1)
 
 
-def _make_sso(cfg, half_width_deg: float, rng: np.random.Generator, first_id: int) -> QTable:
+def _make_sso(cfg, half_width_deg: float, rng: np.random.Generator, first_id: int,
+              encounter_mjds=None) -> QTable:
     """Main-belt-like objects whose orbits pass through the field at a visit-like epoch.
 
     Each object is placed at a geocentric distance of 1.2-2.5 AU in a random direction
@@ -250,7 +260,10 @@ def _make_sso(cfg, half_width_deg: float, rng: np.random.Generator, first_id: in
         for name in ("epoch", "x", "y", "z", "vx", "vy", "vz", "mag_r_at_epoch"):
             t[name] = np.zeros(0)
         return t
-    epoch = cfg.mjd_start + rng.uniform(0.0, max(cfg.mjd_span_days, 1e-3), n)
+    if encounter_mjds is not None and len(encounter_mjds):
+        epoch = rng.choice(np.asarray(encounter_mjds, dtype=float), n)
+    else:
+        epoch = cfg.mjd_start + rng.uniform(0.0, max(cfg.mjd_span_days, 1e-3), n)
     ra, dec = _uniform_on_cap(n, cfg.ra0, cfg.dec0, half_width_deg * 0.6, rng)
     delta = rng.uniform(1.2, 2.5, n)
     a, d = np.deg2rad(ra), np.deg2rad(dec)

@@ -110,8 +110,8 @@ class TruthExposurePsf:
             0-based pixel position of the centre.
         temperature, tilt : float
             SED of the source (for the chromatic PSF).
-        shape : int, optional
-            Odd stamp side (default ``stamp_size``).
+        shape : int or (int, int), optional
+            Odd stamp side or (ny, nx) (default ``stamp_size`` square).
         flux : float
             Total flux of the drawn profile.
         profile : galsim.GSObject, optional
@@ -121,12 +121,17 @@ class TruthExposurePsf:
         -------
         numpy.ndarray, float64
         """
-        n = self.stamp_size if shape is None else int(shape)
-        if n % 2 == 0 or n < 3:
-            raise InvalidInputError(f"`shape` must be an odd integer >= 3; got {shape!r}")
+        if shape is None:
+            ny = nx = self.stamp_size
+        elif np.ndim(shape) == 0:
+            ny = nx = int(shape)
+        else:
+            ny, nx = (int(v) for v in shape)
+        if ny % 2 == 0 or nx % 2 == 0 or min(ny, nx) < 3:
+            raise InvalidInputError(f"`shape` must be odd and >= 3 (an int or (ny, nx)); got {shape!r}")
         obj = self.sky_profile(x, y, temperature=temperature, tilt=tilt) if profile is None else profile
-        ix, iy = int(round(x)), int(round(y))
-        img = obj.withFlux(flux).drawImage(nx=n, ny=n, wcs=self.galsim_wcs(x, y), offset=(x - ix, y - iy),
+        ix, iy = int(math.floor(x + 0.5)), int(math.floor(y + 0.5))
+        img = obj.withFlux(flux).drawImage(nx=nx, ny=ny, wcs=self.galsim_wcs(x, y), offset=(x - ix, y - iy),
                                            dtype=np.float64)
         return img.array
 
@@ -142,13 +147,12 @@ class TruthExposurePsf:
     def kernel_image(self, x: float, y: float, *, color: Any = None) -> np.ndarray:
         """Pixel-integrated PSF centred on the central pixel of an odd stamp (sum 1)."""
         t = self._temperature_of_color(color)
-        k = self.draw(float(round(x)), float(round(y)), temperature=t)
+        k = self.draw(math.floor(float(x) + 0.5), math.floor(float(y) + 0.5), temperature=t)
         return k / k.sum()
 
     def image(self, x: float, y: float, *, color: Any = None, shape: Any = None) -> np.ndarray:
         """The PSF as a star at sub-pixel (x, y) shows it, on a stamp centred on round(x, y)."""
-        n = None if shape is None else (int(shape) if np.ndim(shape) == 0 else int(shape[0]))
-        return self.draw(float(x), float(y), temperature=self._temperature_of_color(color), shape=n)
+        return self.draw(float(x), float(y), temperature=self._temperature_of_color(color), shape=shape)
 
     def moments(self, x: float, y: float, *, color: Any = None) -> tuple[float, float, float]:
         """Adaptive second moments (ixx, iyy, ixy) in pixels² (GalSim HSM)."""
@@ -356,7 +360,7 @@ def _visit_models(cfg: SurveyConfig, fp: FocalPlane, visits: QTable, rng: np.ran
         turb = make_turbulence(fp.field_radius_deg, rms_mas=cfg.turbulence_rms_mas,
                                outer_scale_deg=cfg.turbulence_outer_scale_deg,
                                polynomial_order=cfg.turbulence_polynomial_order,
-                               grid_spacing_deg=max(2 * fp.field_radius_deg / 128, cfg.turbulence_outer_scale_deg / 128),
+                               grid_spacing_deg=max(2 * fp.field_radius_deg / 256, cfg.turbulence_outer_scale_deg / 256),
                                rng=r_)
         grad = r_.normal(0.0, cfg.sky_gradient_frac, 3)
         zp = r_.normal(0.0, cfg.zeropoint_variation_mmag / 1000.0, 5)
@@ -443,7 +447,7 @@ def make_survey(config_or_preset: Any = "tiny", *, rng: Any = None, render: bool
     Parameters
     ----------
     config_or_preset : str or SurveyConfig
-        ``"tiny"`` (unit tests: 2 visits x 4 detectors of 128², ~2 s), ``"small"``
+        ``"tiny"`` (unit tests: 2 visits x 4 detectors of 256², ~2 s), ``"small"``
         (the demo: 6 visits x 9 detectors of 512² in g and r), ``"large"``
         (benchmarks: 4k x 4k detectors, rendered lazily) or a configuration.
     rng : None, int or numpy.random.Generator
@@ -489,7 +493,8 @@ def make_survey(config_or_preset: Any = "tiny", *, rng: Any = None, render: bool
                           rng=s_fp)
     visits = _visit_table(cfg, s_vis)
     half_width = fp.field_radius_deg + cfg.dither_arcsec / 3600.0 + 0.01
-    objects, sso = make_sky(cfg, half_width, s_sky)
+    objects, sso = make_sky(cfg, half_width, s_sky, encounter_mjds=np.asarray(visits["mjd"]),
+                            sso_radius_deg=0.5 * fp.field_radius_deg)
     ref_ast = _astrometric_refcat(cfg, objects, s_ref)
     ref_phot = _photometric_refcat(cfg, objects, s_ref)
     models = _visit_models(cfg, fp, visits, s_models)
@@ -581,6 +586,7 @@ def observe(survey: Survey, visit: int, detector: int) -> ExposureTruth:
     temp = np.asarray(obj["temperature"], float)
     tilt = np.asarray(obj["tilt"], float)
     mag_r = np.asarray(obj["mag_r"], float)
+    hlr = np.maximum(np.asarray(obj["disk_hlr"], float), np.asarray(obj["bulge_hlr"], float))
     if len(survey.sso):
         sra, sdec, smag = sso_positions(survey.sso, mjd)
         ra = np.concatenate([ra, sra])
@@ -591,6 +597,7 @@ def observe(survey: Survey, visit: int, detector: int) -> ExposureTruth:
         tilt = np.concatenate([tilt, np.zeros(len(sra))])
         mag_r = np.concatenate([mag_r, smag])
         dm = np.concatenate([dm, np.zeros(len(sra))])
+        hlr = np.concatenate([hlr, np.zeros(len(sra))])
     # cheap preselection in the tangent plane around the detector centre
     cu, cv = fp.detector_center_field(detector)
     cra, cdec = wcs.pixel_to_world_values((nx - 1) / 2.0, (ny - 1) / 2.0)
@@ -598,7 +605,7 @@ def observe(survey: Survey, visit: int, detector: int) -> ExposureTruth:
     d_deg = np.hypot((ra - cra + 180.0) % 360.0 - 180.0, 0) * cosd
     d_deg = np.hypot(d_deg, dec - cdec)
     half_diag = 0.5 * math.hypot(nx, ny) * cfg.pixel_scale_arcsec / 3600.0
-    near = d_deg < half_diag + 60.0 / 3600.0
+    near = d_deg < half_diag + (_MAX_STAMP // 2 + 10) * cfg.pixel_scale_arcsec * 1.01 / 3600.0
     idx = np.nonzero(near)[0]
     zen = float(row["zenith_deg"])
     q = np.deg2rad(float(row["parallactic_deg"]))
@@ -608,8 +615,10 @@ def observe(survey: Survey, visit: int, detector: int) -> ExposureTruth:
     dra = dcr * np.sin(q) / 3600.0 / np.cos(np.deg2rad(dec[idx]))
     ddec = dcr * np.cos(q) / 3600.0
     x, y = wcs.world_to_pixel_values(ra[idx] + dra, dec[idx] + ddec)
-    margin = cfg.stamp_size
-    keep = (x > -margin) & (x < nx - 1 + margin) & (y > -margin) & (y < ny - 1 + margin) & np.isfinite(dm[idx])
+    # loose cut at the largest stamp, then the exact one: an object is kept when its own
+    # rendering stamp (which grows with flux and size) reaches the detector
+    loose = _MAX_STAMP // 2
+    keep = (x > -loose) & (x < nx - 1 + loose) & (y > -loose) & (y < ny - 1 + loose) & np.isfinite(dm[idx])
     idx, x, y, dcr = idx[keep], x[keep], y[keep], dcr[keep]
     shift = tpsf.bandpass_shift(x, y)
     u, v = tpsf.field_position(x, y)
@@ -619,6 +628,10 @@ def observe(survey: Survey, visit: int, detector: int) -> ExposureTruth:
     inst_mag = mag_std + bandpass_shift_mag(temp[idx], band, shift, tilt=tilt[idx])
     zp_local = zp_visit + _zp_offset(model, u, v, radius)
     flux = 10 ** (-0.4 * (inst_mag - zp_local))
+    half = np.array([_stamp_size(cfg, str(k), f, h) // 2 for k, f, h in zip(kinds[idx], flux, hlr[idx])])
+    keep = (x > -half) & (x < nx - 1 + half) & (y > -half) & (y < ny - 1 + half)
+    idx, x, y, dcr, shift, u, v = idx[keep], x[keep], y[keep], dcr[keep], shift[keep], u[keep], v[keep]
+    mag_std, inst_mag, flux = mag_std[keep], inst_mag[keep], flux[keep]
     src = QTable()
     src["id"] = ids[idx]
     src["kind"] = kinds[idx]
@@ -657,6 +670,18 @@ def _background(survey: Survey, truth: ExposureTruth) -> np.ndarray:
 
     spl = RectBivariateSpline(gy, gx, sky.reshape(ng, ng), kx=3, ky=3)
     return spl(np.arange(ny), np.arange(nx)).astype(np.float64)
+
+
+_MAX_STAMP = 257
+
+
+def _stamp_size(cfg: SurveyConfig, kind: str, flux: float, hlr_arcsec: float) -> int:
+    """Odd side of the stamp an object is rendered on (the renderer and the truth
+    chain's detector membership both use it)."""
+    if kind == "galaxy":
+        size = int(2 * math.ceil(6 * hlr_arcsec / cfg.pixel_scale_arcsec) + 1)
+        return min(max(cfg.stamp_size, size), _MAX_STAMP)
+    return min(_point_stamp_size(cfg.stamp_size, flux), _MAX_STAMP)
 
 
 def _point_stamp_size(base: int, flux: float) -> int:
@@ -767,11 +792,10 @@ def render_exposure(survey: Survey, visit: int, detector: int, *, rng: Any = Non
         if kind == "galaxy":
             row = survey.objects[objrow[int(s["id"])]]
             prof = _galaxy_profile(row, psf_prof, cfg.shear, flux)
-            size = int(2 * math.ceil(6 * max(float(row["disk_hlr"]), float(row["bulge_hlr"])) / cfg.pixel_scale_arcsec) + 1)
-            n = min(max(cfg.stamp_size, size), 257)
+            n = _stamp_size(cfg, kind, flux, max(float(row["disk_hlr"]), float(row["bulge_hlr"])))
         else:
             prof = psf_prof.withFlux(flux)
-            n = _point_stamp_size(cfg.stamp_size, flux)
+            n = _stamp_size(cfg, kind, flux, 0.0)
         stamp = tpsf.draw(x, y, profile=prof, shape=n, flux=flux)
         _add_stamp(model, stamp, int(round(x)), int(round(y)))
     trail_mask = np.zeros((ny, nx), bool)
@@ -790,7 +814,7 @@ def render_exposure(survey: Survey, visit: int, detector: int, *, rng: Any = Non
     exp = Exposure(image.astype(np.float32), variance.astype(np.float32), mask, psf=tpsf,
                    wcs=truth.tan_sip.wcs, photo_calib=truth.photo_calib, band=truth.band, visit=key[0],
                    detector=key[1], mjd=truth.mjd, exptime=float(row["exptime"]), airmass=float(row["airmass"]),
-                   metadata={"simulated": True, "preset_seed": survey._seed})
+                   metadata={"simulated": True, "survey_seed": survey._seed})
     full = dataclasses.replace(truth, background=bkg.astype(np.float32), noiseless=noiseless.astype(np.float32),
                                trail_mask=trail_mask)
     full.__dict__["tan_sip"] = truth.tan_sip  # keep the cached approximation
@@ -863,9 +887,13 @@ def catalog_sources(survey: Survey, visit: int, detector: int, *, rng: Any = Non
     ny, nx = cfg.det_shape
     xc, yc = (nx - 1) / 2.0, (ny - 1) / 2.0
     row = survey.visits[np.nonzero(np.asarray(survey.visits["visit"]) == key[0])[0][0]]
-    zp = truth.zeropoint_map(np.asarray(src["x"]), np.asarray(src["y"])) if n else np.zeros(0)
-    area = abs(np.linalg.det(np.asarray(truth.wcs.local_jacobian(xc, yc), float)))
-    bkg = 10 ** (-0.4 * (float(row["sky_mag"]) - zp)) * area
+    # the renderer's sky (zeropoint map x local pixel area x focal-plane gradient) at each source
+    sx, sy = np.asarray(src["x"], float), np.asarray(src["y"], float)
+    zp = truth.zeropoint_map(sx, sy) if n else np.zeros(0)
+    area = np.abs(np.linalg.det(np.asarray(truth.wcs.local_jacobian(sx, sy), float))) if n else np.zeros(0)
+    su, sv = truth.psf.field_position(sx, sy) if n else (np.zeros(0), np.zeros(0))
+    bkg = (10 ** (-0.4 * (float(row["sky_mag"]) - zp)) * area
+           * _sky_factor(survey._visit_models[key[0]], su, sv, survey.focal_plane.field_radius_deg))
     fluxes = np.asarray(src["flux"], float)
     waves = np.asarray(src["wave_eff"], float)
     cov = np.zeros((n, 3, 3))

@@ -126,7 +126,7 @@ class TruthPsf:
         \\left(\\tfrac{\\lambda}{500\\,{\\rm nm}}\\right)^{-1/5} X^{3/5}
         \\sqrt{1 + \\tfrac{dT}{T}(u, v)}\\right)
         \\circ {\\rm Shear}(e_1, e_2) \\;\\ast\\;
-        {\\rm Gaussian}\\left({\\rm FWHM}_{\\rm opt}\\tfrac{\\lambda}{500\\,{\\rm nm}}\\right).
+        {\\rm Gaussian}\\left(\\sqrt{{\\rm FWHM}_{\\rm opt}^2 + (1.028\\,\\lambda/D)^2}\\right).
 
     *Size*: the FWHM is scaled by :math:`\\sqrt{1 + dT/T}`, so the adaptive second-moment
     size of the atmospheric component changes by exactly the factor
@@ -309,7 +309,7 @@ class TruthPsf:
         ------
         InvalidInputError
             For a non-finite position, a wavelength outside 200-5000 nm, or a position
-            where the field polynomials are unphysical (1 + dT/T <= 0 or |e| >= 1).
+            where the field polynomials are unphysical (``1 + dT/T <= 0`` or ``|e| >= 1``).
 
         Examples
         --------
@@ -460,7 +460,7 @@ def make_truth_psf(
     coefficients of dT/T (its constant term is 0) and all six coefficients of each of
     e1, e2 are drawn from a standard normal, then scaled so that the RMS over a uniform
     grid on the unit disc equals ``variation_amplitude`` (dT/T) and
-    ``shape_amplitude`` (|e|); finally a term of degree k is divided by
+    ``shape_amplitude`` (``|e|``); finally a term of degree k is divided by
     :math:`R^k` to convert to degrees. The draws are, in order: 6 size (the first
     discarded), 6 e1, 6 e2 numbers.
 
