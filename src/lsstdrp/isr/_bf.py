@@ -28,9 +28,10 @@ class BrighterFatterResult:
     n_iter : int
         Iterations done.
     converged : bool
-        Whether the largest change of the last iteration was below ``tol``.
+        Whether the last iteration changed no pixel by more than ``tol`` times its
+        Poisson noise.
     max_change : float
-        That largest change (e⁻).
+        The largest change of the last iteration in units of the Poisson noise.
     flux_change : float
         Sum of the correction over the image (e⁻): 0 to rounding (flux conservation).
     """
@@ -54,10 +55,23 @@ def _check_kernel(kernel: Any) -> np.ndarray:
     return k
 
 
-def _convolve(image: np.ndarray, kernel: np.ndarray) -> np.ndarray:
-    from scipy.signal import oaconvolve
+class _FixedKernelConvolver:
+    """``same``-mode convolution with one kernel, its transform computed once."""
 
-    return oaconvolve(image, kernel, mode="same")
+    def __init__(self, shape: tuple[int, int], kernel: np.ndarray) -> None:
+        import scipy.fft as sfft
+
+        self._fft = sfft
+        ny, nx = shape
+        ky, kx = kernel.shape
+        self.size = (sfft.next_fast_len(ny + ky - 1, real=True), sfft.next_fast_len(nx + kx - 1, real=True))
+        self.kf = sfft.rfft2(kernel, s=self.size)
+        self.sl = (slice(ky // 2, ky // 2 + ny), slice(kx // 2, kx // 2 + nx))
+
+    def __call__(self, image: np.ndarray) -> np.ndarray:
+        f = self._fft
+        full = f.irfft2(f.rfft2(image, s=self.size) * self.kf, s=self.size)
+        return full[self.sl]
 
 
 def correct_brighter_fatter(
@@ -66,7 +80,7 @@ def correct_brighter_fatter(
     *,
     mask: Any = None,
     bad_planes: Any = None,
-    max_iter: int = 10,
+    max_iter: int = 20,
     tol: float = 1e-3,
 ) -> BrighterFatterResult:
     r"""Undo the brighter-fatter effect by redistributing charge (Coulton et al. 2018).
@@ -88,7 +102,8 @@ def correct_brighter_fatter(
     max_iter : int
         Maximum iterations.
     tol : float
-        Stop when no pixel changes by more than ``tol`` e⁻ between iterations.
+        Stop when no pixel changes between iterations by more than ``tol`` times its
+        Poisson noise, :math:`|\Delta Q| \le \mathrm{tol}\,\sqrt{\max(Q, 1)}`.
 
     Returns
     -------
@@ -156,14 +171,16 @@ def correct_brighter_fatter(
     obs[bad] = 0.0
     q = obs.copy()
     corr = np.empty_like(obs)
+    noise = np.sqrt(np.maximum(np.abs(obs), 1.0))
+    conv = _FixedKernelConvolver(obs.shape, k)
     change = np.inf
     n = 0
     for n in range(1, n_max + 1):
-        phi = _convolve(q, k)
+        phi = conv(q)
         _bf_divergence(q, phi, corr)
         new = obs + corr
         new[bad] = 0.0
-        change = float(np.max(np.abs(new - q)))
+        change = float(np.max(np.abs(new - q) / noise))
         q = new
         if change <= t:
             break

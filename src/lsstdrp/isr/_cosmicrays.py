@@ -6,11 +6,12 @@ import dataclasses
 from typing import Any
 
 import numpy as np
+from scipy import ndimage
 
 from ..core import Exposure, InvalidInputError, MaskPlane, as_image, check_same_shape
 from ._common import check_finite_scalar, check_int, mask_and_bad
 from ._interp import _interpolate
-from ._kernels import _cr_grow, _cr_seed, _dilate8, _snap_grow, _snap_outliers
+from ._kernels import _cr_stats, _dilate8, _snap_grow, _snap_outliers
 
 __all__ = [
     "CosmicRayResult",
@@ -169,11 +170,16 @@ def detect_cosmic_rays(
     background: Any = None,
     threshold: float = 5.0,
     sharpness: float = 5.0,
-    psf_tolerance: float = 0.2,
+    candidate_threshold: float = 3.0,
+    candidate_sharpness: float = 2.0,
+    cluster_sharpness: float = 8.0,
+    psf_tolerance: float = 0.05,
     grow_threshold: float = 2.0,
+    grow_sharpness: float = 1.0,
     grow_steps: int = 2,
     dilate: int = 1,
-    max_iter: int = 4,
+    dilate_threshold: float | None = None,
+    max_iter: int = 1,
     repair: bool = True,
     max_gap: int = 32,
 ) -> CosmicRayResult:
@@ -298,12 +304,17 @@ def detect_cosmic_rays(
     rho = psf_sharpness_ratios(psf, img.shape)
     t = check_finite_scalar(threshold, "threshold", minimum=0.0, strict=True)
     s = check_finite_scalar(sharpness, "sharpness", minimum=0.0)
+    ct = check_finite_scalar(candidate_threshold, "candidate_threshold", minimum=0.0)
+    cs = check_finite_scalar(candidate_sharpness, "candidate_sharpness")
+    zc = check_finite_scalar(cluster_sharpness, "cluster_sharpness", minimum=0.0)
     tol = check_finite_scalar(psf_tolerance, "psf_tolerance", minimum=0.0)
     if tol >= 1.0:
         raise InvalidInputError(f"`psf_tolerance` must be in [0, 1); got {psf_tolerance!r}")
     gt = check_finite_scalar(grow_threshold, "grow_threshold", minimum=0.0)
+    gs = check_finite_scalar(grow_sharpness, "grow_sharpness")
     n_grow = check_int(grow_steps, "grow_steps")
     n_dil = check_int(dilate, "dilate")
+    dt = None if dilate_threshold is None else check_finite_scalar(dilate_threshold, "dilate_threshold")
     n_iter = check_int(max_iter, "max_iter", minimum=1)
     gap = check_int(max_gap, "max_gap", minimum=1)
 
@@ -317,25 +328,40 @@ def detect_cosmic_rays(
     cr = np.zeros(img.shape, dtype=np.uint8)
     work = r
     iterations = 0
+    s_map = np.empty_like(r)
+    z_map = np.empty_like(r)
+    eight = np.ones((3, 3), dtype=bool)
     for _ in range(n_iter):
-        new = np.zeros_like(cr)
-        if _cr_seed(work, v, excl, cr, rho, tol, t, s, new) == 0:
+        if _cr_stats(work, v, excl, cr, rho, tol, ct, s_map, z_map) == 0:
+            break
+        cand = (s_map > ct) & (z_map > cs)
+        if not cand.any():
+            break
+        labels, nlab = ndimage.label(cand, structure=eight)
+        strong = cand & (s_map > t) & (z_map > s)
+        idx = np.arange(1, nlab + 1)
+        zsum = ndimage.sum_labels(np.where(cand, z_map, 0.0), labels, idx)
+        has_strong = ndimage.maximum(strong, labels, idx) > 0
+        keep = np.zeros(nlab + 1, dtype=bool)
+        keep[1:] = has_strong | (zsum >= zc)
+        new = keep[labels]
+        if not new.any():
             break
         iterations += 1
-        cr |= new
-        front = new
+        front = new.view(np.uint8)
+        for _ in range(n_dil):
+            dil = np.empty_like(front)
+            _dilate8(front, excl | cr, dil)
+            if dt is not None:
+                with np.errstate(invalid="ignore"):
+                    dil &= (r > dt * np.sqrt(v)) | front.view(bool)
+            front = dil
+        cr |= front
         for _ in range(n_grow):
-            grown = np.zeros_like(cr)
-            if _cr_grow(r, v, excl | (cr & ~front), front, gt, grown) == 0:
+            if _grow_step(r, v, excl, cr, rho, tol, gt, gs, gap, s_map, z_map) == 0:
                 break
-            cr |= grown
-            front = grown
         repaired, _ = _interpolate(r, cr | excl, gap)
         work = np.where(cr.view(bool), repaired, r)
-    for _ in range(n_dil):
-        out = np.empty_like(cr)
-        _dilate8(cr, excl, out)
-        cr = out
     crb = cr.view(bool)
     m[crb] |= np.uint32(MaskPlane.CR)
     if repair and crb.any():
@@ -346,8 +372,6 @@ def detect_cosmic_rays(
         m[use] |= np.uint32(MaskPlane.INTRP)
     else:
         out_img = img if img is not image else img.copy()
-    from scipy import ndimage
-
     n_regions = int(ndimage.label(crb, structure=np.ones((3, 3)))[1]) if crb.any() else 0
     return CosmicRayResult(
         image=out_img,
@@ -358,6 +382,30 @@ def detect_cosmic_rays(
         n_iterations=iterations,
         background=bkg,
     )
+
+
+def _grow_step(
+    r: np.ndarray, v: np.ndarray, excl: np.ndarray, cr: np.ndarray, rho: np.ndarray, tol: float,
+    grow_threshold: float, grow_sharpness: float, gap: int, s_map: np.ndarray, z_map: np.ndarray,
+) -> int:
+    """Add to ``cr`` (in place) the ring pixels that are sharp against the repaired track.
+
+    The cosmic-ray pixels are replaced by an interpolation from beyond the one-pixel
+    ring around them (so a ring pixel never props up its own reference), and a ring
+    pixel is added when it is above ``grow_threshold`` sigma and sharper than the PSF
+    by ``grow_sharpness`` sigma against that reference.
+    """
+    ring = np.empty_like(cr)
+    _dilate8(cr, excl, ring)
+    ring_only = ring.view(bool) & ~cr.view(bool)
+    if not ring_only.any():
+        return 0
+    rep, _ = _interpolate(r, ring | excl, gap)
+    w = np.where(cr.view(bool), rep, r)
+    _cr_stats(w, v, excl, cr, rho, tol, grow_threshold, s_map, z_map)
+    add = ring_only & (s_map > grow_threshold) & (z_map > grow_sharpness)
+    cr[add] = 1
+    return int(np.count_nonzero(add))
 
 
 def _as_snap(snap: Any, name: str) -> Exposure:

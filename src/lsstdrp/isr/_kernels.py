@@ -60,50 +60,29 @@ def _cr_zmax(r, var, excl, y, x, rho, tol):  # pragma: no cover - compiled
 
 
 @numba.njit(cache=True, nogil=True)
-def _cr_seed(r, var, excl, cr, rho, tol, nsigma, zseed, new):  # pragma: no cover - compiled
-    """Flag in ``new`` the pixels above ``nsigma`` and sharper than the PSF by > ``zseed``.
+def _cr_stats(r, var, excl, cr, rho, tol, low, s_out, z_out):  # pragma: no cover - compiled
+    """Per-pixel significance ``s = r / sqrt(var)`` and sharpness ``z`` (see :func:`_cr_zmax`).
 
-    ``r`` is the background-subtracted working image (already-flagged cosmic-ray pixels
-    repaired), ``var`` its variance, ``excl`` the excluded pixels (uint8), ``cr`` the
-    pixels flagged so far (skipped). Returns the number of new pixels.
+    ``z`` is computed only where ``s > low`` (else -inf); excluded and already-flagged
+    pixels get ``s = z = -inf``. Returns the number of pixels with ``s > low``.
     """
     ny, nx = r.shape
     n = 0
     for y in range(ny):
         for x in range(nx):
+            s_out[y, x] = -np.inf
+            z_out[y, x] = -np.inf
             if excl[y, x] or cr[y, x]:
                 continue
             v0 = var[y, x]
             r0 = r[y, x]
-            if v0 <= 0.0 or r0 <= 0.0 or r0 * r0 <= nsigma * nsigma * v0:
+            if v0 <= 0.0 or r0 <= 0.0:
                 continue
-            if _cr_zmax(r, var, excl, y, x, rho, tol) > zseed:
-                new[y, x] = 1
+            sv = r0 / math.sqrt(v0)
+            s_out[y, x] = sv
+            if sv > low:
+                z_out[y, x] = _cr_zmax(r, var, excl, y, x, rho, tol)
                 n += 1
-    return n
-
-
-@numba.njit(cache=True, nogil=True)
-def _cr_grow(r, var, excl, cr, nsigma, new):  # pragma: no cover - compiled
-    """One growth step: flag 8-neighbours of ``cr`` pixels that are above ``nsigma``.
-
-    Returns the number of pixels flagged in ``new`` (``cr`` is not modified).
-    """
-    ny, nx = r.shape
-    n = 0
-    for y in range(ny):
-        for x in range(nx):
-            if not cr[y, x]:
-                continue
-            for yy in range(max(y - 1, 0), min(y + 2, ny)):
-                for xx in range(max(x - 1, 0), min(x + 2, nx)):
-                    if cr[yy, xx] or new[yy, xx] or excl[yy, xx]:
-                        continue
-                    v = var[yy, xx]
-                    rv = r[yy, xx]
-                    if v > 0.0 and rv > 0.0 and rv * rv > nsigma * nsigma * v:
-                        new[yy, xx] = 1
-                        n += 1
     return n
 
 

@@ -282,7 +282,7 @@ def run_isr(
     do_bias: bool = True,
     do_dark: bool = True,
     do_bf: bool = True,
-    bf_max_iter: int = 10,
+    bf_max_iter: int = 20,
     bf_tol: float = 1e-3,
     do_defects: bool = True,
     interpolate_saturated: bool = False,
