@@ -352,13 +352,16 @@ def displace_charge(charge: Any, dx: Any, dy: Any) -> np.ndarray:
         if not np.isfinite(d).all() or np.abs(d).max() >= 1.0:
             raise InvalidInputError(f"`{name}` must be finite with |{name}| < 1 pixel")
     ny, nx = q.shape
-    wy = (np.maximum(-dya, 0.0), 1.0 - np.abs(dya), np.maximum(dya, 0.0))
-    wx = (np.maximum(-dxa, 0.0), 1.0 - np.abs(dxa), np.maximum(dxa, 0.0))
     out = np.zeros((ny + 2, nx + 2))
+    tmp = np.empty_like(q)
     for oy in (-1, 0, 1):
-        qy = q * wy[oy + 1]
+        # weight of the target row y + oy: max(-dy, 0), 1 - |dy|, max(dy, 0)
+        qy = 1.0 - np.abs(dya) if oy == 0 else np.maximum(oy * dya, 0.0)
+        qy *= q
         for ox in (-1, 0, 1):
-            out[1 + oy:1 + oy + ny, 1 + ox:1 + ox + nx] += qy * wx[ox + 1]
+            wx = 1.0 - np.abs(dxa) if ox == 0 else np.maximum(ox * dxa, 0.0)
+            np.multiply(qy, wx, out=tmp)
+            out[1 + oy:1 + oy + ny, 1 + ox:1 + ox + nx] += tmp
     out[1, :] += out[0, :]
     out[-2, :] += out[-1, :]
     out[:, 1] += out[:, 0]
@@ -468,6 +471,19 @@ def _laplacian_padded(k: np.ndarray) -> np.ndarray:
     return p[:-2, 1:-1] + p[2:, 1:-1] + p[1:-1, :-2] + p[1:-1, 2:] - 4.0 * p[1:-1, 1:-1]
 
 
+def _convolve_same(image: np.ndarray, kernel: np.ndarray) -> np.ndarray:
+    """Linear convolution (zero outside), cropped to ``image``'s shape, centred kernel."""
+    from scipy import fft
+
+    ky, kx = kernel.shape
+    ny, nx = image.shape
+    sy, sx = fft.next_fast_len(ny + ky - 1, real=True), fft.next_fast_len(nx + kx - 1, real=True)
+    spec = fft.rfft2(image, s=(sy, sx))
+    spec *= fft.rfft2(kernel, s=(sy, sx))
+    full = fft.irfft2(spec, s=(sy, sx))
+    return full[ky // 2:ky // 2 + ny, kx // 2:kx // 2 + nx].copy()
+
+
 def apply_brighter_fatter(charge: Any, kernel: Any) -> np.ndarray:
     """Redistribute charge by the brighter-fatter effect (flux form, conserving).
 
@@ -507,13 +523,13 @@ def apply_brighter_fatter(charge: Any, kernel: Any) -> np.ndarray:
     >>> bool(out[7, 7] < 1e5), bool(abs(out.sum() - q.sum()) < 1e-6)
     (True, True)
     """
-    from scipy.signal import fftconvolve
-
     q = np.array(charge, dtype=np.float64)
     kern = np.asarray(kernel, dtype=np.float64)
     if q.ndim != 2 or kern.ndim != 2 or kern.shape[0] % 2 == 0 or kern.shape[1] % 2 == 0:
         raise InvalidInputError("`charge` must be 2-D and `kernel` 2-D with odd sizes")
-    phi = fftconvolve(q, kern, mode="same")
+    if not np.isfinite(kern).all():
+        raise InvalidInputError("`kernel` has non-finite values")
+    phi = _convolve_same(q, kern)
     div = np.zeros_like(q)
     fx = 0.5 * (q[:, 1:] + q[:, :-1]) * (phi[:, 1:] - phi[:, :-1])
     div[:, :-1] += fx
@@ -619,25 +635,46 @@ def _ro(arr: np.ndarray | None, dtype: Any = None) -> np.ndarray | None:
     return out
 
 
-def _smooth_field(shape: tuple[int, int], rng: np.random.Generator, n_modes: int = 6) -> np.ndarray:
-    """A smooth zero-mean random potential from a few low-frequency cosine modes (rms 1)."""
-    ny, nx = shape
-    y = (np.arange(ny) + 0.5) / ny
-    x = (np.arange(nx) + 0.5) / nx
-    out = np.zeros(shape)
+def _smooth_modes(rng: np.random.Generator, n_modes: int) -> list[tuple[float, ...]]:
+    modes = []
     for _ in range(n_modes):
         ky, kx = rng.uniform(0.5, 3.0, 2) * np.pi
         py, px = rng.uniform(0, 2 * np.pi, 2)
-        amp = rng.normal()
-        out += amp * np.outer(np.cos(ky * y + py), np.cos(kx * x + px))
-    out -= out.mean()
-    s = out.std()
-    return out / s if s > 0 else out
+        modes.append((float(ky), float(kx), float(py), float(px), float(rng.normal())))
+    return modes
+
+
+def _smooth_field(shape: tuple[int, int], rng: np.random.Generator, n_modes: int = 6,
+                  gradient: bool = False) -> Any:
+    """A smooth random potential from a few low-frequency cosine modes (zero mean, rms 1),
+    or its gradient (gy, gx) per pixel (rms of |grad| 1) when ``gradient``."""
+    ny, nx = shape
+    y = (np.arange(ny) + 0.5) / ny
+    x = (np.arange(nx) + 0.5) / nx
+    modes = _smooth_modes(rng, n_modes)
+    if not gradient:
+        out = np.zeros(shape)
+        for ky, kx, py, px, amp in modes:
+            out += amp * np.outer(np.cos(ky * y + py), np.cos(kx * x + px))
+        out -= out.mean()
+        sd = out.std()
+        return out / sd if sd > 0 else out
+    gy = np.zeros(shape)
+    gx = np.zeros(shape)
+    for ky, kx, py, px, amp in modes:
+        cy, sy = np.cos(ky * y + py), np.sin(ky * y + py)
+        cx, sx = np.cos(kx * x + px), np.sin(kx * x + px)
+        gy -= (amp * ky / ny) * np.outer(sy, cx)
+        gx -= (amp * kx / nx) * np.outer(cy, sx)
+    norm = math.sqrt(float(np.mean(gx * gx) + np.mean(gy * gy)))
+    if norm > 0:
+        gy /= norm
+        gx /= norm
+    return gy, gx
 
 
 def _displacement(geom: DetectorGeometry, fx: RawEffects, rngs: dict) -> tuple:
     ny, nx = geom.assembled_shape
-    yy, xx = np.mgrid[0:ny, 0:nx].astype(np.float64)
     dx = np.zeros((ny, nx))
     dy = np.zeros((ny, nx))
     tree = None
@@ -647,31 +684,34 @@ def _displacement(geom: DetectorGeometry, fx: RawEffects, rngs: dict) -> tuple:
     weights = rng.uniform(0.5, 1.0, 3)
     if fx.tree_ring_amplitude > 0:
         cy, cx = fx.tree_ring_center if fx.tree_ring_center is not None else (-0.3 * ny, -0.2 * nx)
-        ry, rx = yy - cy, xx - cx
+        ry = (np.arange(ny, dtype=np.float64) - cy)[:, None]
+        rx = (np.arange(nx, dtype=np.float64) - cx)[None, :]
         r = np.hypot(ry, rx)
         dr = np.zeros_like(r)
-        for p, ph, w in zip(periods, phases, weights):
-            dr += w * np.sin(2 * np.pi * r / p + ph)
+        for per, ph, w in zip(periods, phases, weights):
+            dr += w * np.sin(2 * np.pi * r / per + ph)
         peak = np.abs(dr).max()
         dr *= fx.tree_ring_amplitude / peak if peak > 0 else 0.0
-        rs = np.where(r > 0, r, 1.0)
-        tdx, tdy = dr * rx / rs, dr * ry / rs
+        np.divide(dr, np.where(r > 0, r, 1.0), out=dr)  # dr / r
+        tdx, tdy = dr * rx, dr * ry
+        del dr, r
         dx += tdx
         dy += tdy
         tree = (tdx.astype(np.float32), tdy.astype(np.float32))
+        del tdx, tdy
     rng = rngs["pixel_area"]
-    psi = _smooth_field((ny, nx), rng)
     if fx.pixel_area_amplitude > 0:
-        gy, gx = np.gradient(psi)
-        s = np.sqrt(np.mean(gx**2 + gy**2))
-        if s > 0:
-            dx += fx.pixel_area_amplitude * gx / s
-            dy += fx.pixel_area_amplitude * gy / s
+        gy, gx = _smooth_field((ny, nx), rng, gradient=True)
+        dx += fx.pixel_area_amplitude * gx
+        dy += fx.pixel_area_amplitude * gy
+        del gx, gy
     if fx.edge_rolloff > 0:
         lam = fx.edge_rolloff_scale
+        xs = np.arange(nx, dtype=np.float64)
+        ys = np.arange(ny, dtype=np.float64)
         # lateral fields push charge away from the edges: flats roll off there
-        dx += fx.edge_rolloff * (np.exp(-xx / lam) - np.exp(-(nx - 1 - xx) / lam))
-        dy += fx.edge_rolloff * (np.exp(-yy / lam) - np.exp(-(ny - 1 - yy) / lam))
+        dx += (fx.edge_rolloff * (np.exp(-xs / lam) - np.exp(-(nx - 1 - xs) / lam)))[None, :]
+        dy += (fx.edge_rolloff * (np.exp(-ys / lam) - np.exp(-(ny - 1 - ys) / lam)))[:, None]
     if not (fx.tree_ring_amplitude > 0 or fx.pixel_area_amplitude > 0 or fx.edge_rolloff > 0):
         return None, None, None
     if max(np.abs(dx).max(), np.abs(dy).max()) >= 0.95:
@@ -794,15 +834,17 @@ def make_sensor_truth(geometry: DetectorGeometry, *, effects: RawEffects = RawEf
     gains = geom.gains
 
     # response
-    prnu = rngs["prnu"].normal(0.0, 1.0, (ny, nx))
+    # (each effect draws from its own stream, so conditional draws keep the others fixed)
     vc = rngs["vignetting"].uniform(-1.0, 2.0, 2) * np.array([ny, nx])
     qe = None
     if fx.prnu > 0 or fx.vignetting > 0:
-        qe = 1.0 + fx.prnu * prnu
+        qe = np.ones((ny, nx))
+        if fx.prnu > 0:
+            qe += fx.prnu * rngs["prnu"].normal(0.0, 1.0, (ny, nx))
         if fx.vignetting > 0:
-            yy, xx = np.mgrid[0:ny, 0:nx]
-            r2 = (yy - vc[0]) ** 2 + (xx - vc[1]) ** 2
-            qe = qe * (1.0 - fx.vignetting * r2 / r2.max())
+            r2 = (np.arange(ny)[:, None] - vc[0]) ** 2 + (np.arange(nx)[None, :] - vc[1]) ** 2
+            qe *= 1.0 - fx.vignetting * r2 / r2.max()
+            del r2
     dx, dy, tree = _displacement(geom, fx, rngs)
 
     # bad columns (response) and hot pixels
@@ -827,13 +869,15 @@ def make_sensor_truth(geometry: DetectorGeometry, *, effects: RawEffects = RawEf
             colresp[b.slices] = resp
             defects.append(b)
     rng = rngs["hot"]
-    hot_u = rng.uniform(size=(ny, nx))
-    hot_rate = np.exp(rng.uniform(np.log(fx.hot_pixel_rate[0]), np.log(fx.hot_pixel_rate[1]), (ny, nx)))
     dark = hot = None
     if fx.dark_current > 0:
-        hot = hot_u < fx.hot_pixel_fraction
+        n_hot = int(rng.binomial(ny * nx, fx.hot_pixel_fraction))
+        where = rng.choice(ny * nx, size=n_hot, replace=False)
+        rate = np.exp(rng.uniform(np.log(fx.hot_pixel_rate[0]), np.log(fx.hot_pixel_rate[1]), n_hot))
+        hot = np.zeros((ny, nx), dtype=bool)
+        hot.ravel()[where] = True
         dark = np.full((ny, nx), fx.dark_current)
-        dark[hot] += hot_rate[hot]
+        dark.ravel()[where] += rate
         for y, x in zip(*np.nonzero(hot & (dark > fx.hot_pixel_defect_rate))):
             defects.append(BBox(int(y), int(y) + 1, int(x), int(x) + 1))
 
@@ -1081,11 +1125,11 @@ def _simulate_frame(expected: np.ndarray | None, sensor: SensorTruth, fx: RawEff
     truth["charge_photo"] = photo.astype(np.float32)
 
     # dark and cosmic rays
-    dark = np.zeros((ny, nx))
+    dark = None
     if calibs.dark is not None:
-        dark_exp = np.asarray(calibs.dark, dtype=np.float64) * dark_time
-        dark = rngs["dark"].poisson(np.clip(dark_exp, 0, None)).astype(np.float64) if fx.poisson else dark_exp
-    truth["charge_dark"] = dark.astype(np.float32)
+        dark_exp = np.clip(np.asarray(calibs.dark, dtype=np.float64) * dark_time, 0, None)
+        dark = rngs["dark"].poisson(dark_exp).astype(np.float64) if fx.poisson else dark_exp
+    truth["charge_dark"] = None if dark is None else dark.astype(np.float32)
     area_cm2 = ny * nx * (fx.pixel_size_um * 1e-4) ** 2
     cr_rng = rngs["cosmic_rays"]
     n_cr = int(cr_rng.poisson(fx.cosmic_ray_rate * area_cm2 * dark_time)) if fx.cosmic_ray_rate > 0 else 0
@@ -1094,7 +1138,10 @@ def _simulate_frame(expected: np.ndarray | None, sensor: SensorTruth, fx: RawEff
     truth["cr_mask"] = cr >= 1.0
     truth["cr_events"] = events
 
-    charge = photo + dark + cr
+    charge = photo + cr
+    if dark is not None:
+        charge += dark
+    del photo, dark
     amp_idx = geom.amp_index_image()
     fw = sensor.full_well[amp_idx]
     charge, lost, received = _bleed(charge, fw)
@@ -1252,7 +1299,10 @@ def make_raw(
     effects : RawEffects
         Which effects to apply, and how strong.
     mjd : float, optional
-        MJD (TAI) of the start; band, visit : optional. Default from the ExposureTruth.
+        MJD (TAI) of the start of the first snap (default from the ExposureTruth).
+    band : str, optional
+    visit : int, optional
+        Default from the ExposureTruth.
 
     Returns
     -------
@@ -1264,14 +1314,15 @@ def make_raw(
         ``bf_aij_effective``, ``dark_rate``, ``hot_pixels``, ``bias_e``,
         ``defect_mask``, ``full_well`` and, as tuples with one entry per snap,
         ``charge_expected`` (expected photo-charge after response and displacement),
-        ``charge_photo`` (after Poisson and brighter-fatter), ``charge_dark``,
+        ``charge_photo`` (after Poisson and brighter-fatter), ``charge_dark`` (None
+        without dark current),
         ``cr_charge``, ``cr_mask`` (>= 1 e⁻), ``cr_events`` (QTable: kind, x/y start
         and end, length_px, energy_e), ``charge`` (all charge after bleeding),
         ``full_well_mask``, ``bleed_mask``, ``bleed_lost_e``, ``saturated_mask``
         (signal >= the amp's declared saturation), ``overscan_level`` (per amp, ADU
         per raw-segment row), ``column_pattern`` (per amp, ADU per raw-segment
-        column), ``exptime``, ``dark_time``. Images are float32 (e⁻) or bool, on the
-        assembled frame.
+        column), ``dark_time``; plus ``snap_dark_times`` and
+        ``clip_adu``. Images are float32 (e⁻) or bool, on the assembled frame.
 
     Raises
     ------
