@@ -844,7 +844,8 @@ def _trail_image(survey: Survey, truth: ExposureTruth, trail: tuple[float, float
 
 
 # ----------------------------------------------------------------------------- catalogs
-def catalog_sources(survey: Survey, visit: int, detector: int, *, rng: Any = None) -> QTable:
+def catalog_sources(survey: Survey, visit: int, detector: int, *, rng: Any = None,
+                    include_galaxies: bool = False) -> QTable:
     """Catalog-level mode: the measured point sources of one (visit, detector).
 
     Noise-free positions and fluxes come from :func:`observe` (the same numbers the
@@ -866,15 +867,24 @@ def catalog_sources(survey: Survey, visit: int, detector: int, *, rng: Any = Non
         The exposure.
     rng : None, int or Generator, optional
         Measurement-noise seed (default: derived from the survey seed and the key).
+    include_galaxies : bool
+        Also list the galaxies centred on the detector, after the point sources, and add
+        adaptive-second-moment columns ``shape_xx, shape_yy, shape_xy`` with their
+        ``*_err`` (pixels²) to every row, for star/galaxy separation tests (see
+        :func:`_galaxy_rows`). The point-source rows and their noise draws are the same
+        as without it (the extra noise comes from a separate stream).
 
     Returns
     -------
     astropy.table.QTable
         ``visit, detector, id, object_id, kind, band, mjd, x, y, x_err, y_err, xy_cov``
         (pixels), ``psf_flux, psf_flux_err`` (e⁻), and the noise-free truth
-        ``x_true, y_true, flux_true``.
+        ``x_true, y_true, flux_true``; with ``include_galaxies`` also the moment columns.
     """
     from astropy import units as un
+
+    if not isinstance(include_galaxies, bool):
+        raise InvalidInputError(f"`include_galaxies` must be True or False; got {include_galaxies!r}")
 
     key = (int(visit), int(detector))
     truth = survey.truth.get(key) or observe(survey, *key)
@@ -941,4 +951,128 @@ def catalog_sources(survey: Survey, visit: int, detector: int, *, rng: Any = Non
     out["y_true"] = np.asarray(src["y"]) * un.pix
     out["flux_true"] = fluxes * un.electron
     out.meta.update(visit=key[0], detector=key[1], band=truth.band, mjd=truth.mjd, mode="catalog-level")
+    if include_galaxies:
+        out = _galaxy_rows(survey, truth, out, _key_rng(survey, *key, 2) if rng is None else rng_)
+    return out
+
+
+def _gaussian_moments(hlr: np.ndarray, e1: np.ndarray, e2: np.ndarray) -> np.ndarray:
+    """Second-moment matrices (n, 2, 2) of Gaussians with half-light radius ``hlr`` and
+    distortion ``(e1, e2)`` (determinant kept: sigma = hlr / sqrt(2 ln 2))."""
+    s2 = (np.asarray(hlr, float) / math.sqrt(2.0 * math.log(2.0))) ** 2
+    e1, e2 = np.asarray(e1, float), np.asarray(e2, float)
+    norm = s2 / np.sqrt(np.clip(1.0 - e1 * e1 - e2 * e2, 1e-6, None))
+    m = np.empty(np.shape(s2) + (2, 2))
+    m[..., 0, 0] = norm * (1 + e1)
+    m[..., 1, 1] = norm * (1 - e1)
+    m[..., 0, 1] = m[..., 1, 0] = norm * e2
+    return m
+
+
+def _galaxy_rows(survey: Survey, truth: ExposureTruth, points: QTable, rng_: np.random.Generator) -> QTable:
+    """Catalog-level galaxies and second moments for :func:`catalog_sources`.
+
+    The moments are those of Gaussian approximations: the PSF's adaptive moments (GalSim
+    HSM on the PSF drawn at the detector centre, at 3 effective wavelengths spanning the
+    sources') plus, for a galaxy, the flux-weighted moments of its bulge and disk, each
+    a Gaussian of the same half-light radius and ellipticity, sheared by the survey
+    shear and mapped to pixels by the local WCS Jacobian (moments of Gaussians add under
+    convolution). Galaxy centroid and flux errors are those of a PSF-like Gaussian fit of
+    that size on the same background (Cramér–Rao, e.g. var(x) = s²/F + 8 pi s⁴ B / F²,
+    var(F) = F + 4 pi s² B); moment errors are sigma(T)/T = 2/nu for T = Ixx + Iyy and a
+    flux S/N nu (the marginal error of a Gaussian's size fitted with its flux), split as
+    sigma(Ixx) = sigma(Iyy) = sigma(T)/sqrt(2), sigma(Ixy) = sigma(T)/2. These are
+    approximations: they reproduce how star/galaxy separation degrades with S/N, not a
+    rendered galaxy's exact moments.
+    """
+    from astropy import units as un
+
+    cfg = survey.config
+    key = (truth.visit, truth.detector)
+    ny, nx = cfg.det_shape
+    xc, yc = (nx - 1) / 2.0, (ny - 1) / 2.0
+    src = truth.sources
+    gsel = (np.asarray(src["kind"]) == "galaxy") & np.asarray(src["in_image"]) & (np.asarray(src["flux"]) > 0)
+    gal = src[gsel]
+    ng = len(gal)
+    objrow = {int(i): k for k, i in enumerate(np.asarray(survey.objects["id"]))}
+    orow = np.array([objrow[int(i)] for i in np.asarray(gal["id"])], dtype=np.int64)
+    objs = survey.objects
+    # PSF adaptive moments at 3 wavelength nodes
+    psel = np.isin(np.asarray(points["object_id"]), np.asarray(src["id"]))
+    id2wave = dict(zip(np.asarray(src["id"]).tolist(), np.asarray(src["wave_eff"], float).tolist()))
+    pw = np.array([id2wave.get(int(i), np.nan) for i in np.asarray(points["object_id"])], float)
+    gw = np.asarray(gal["wave_eff"], float)
+    allw = np.concatenate([pw[np.isfinite(pw)], gw])
+    grid = np.linspace(allw.min(), allw.max(), 3) if allw.size and np.ptp(allw) > 0 else (
+        allw[:1] if allw.size else np.array([600.0]))
+    u, v = truth.psf.field_position(xc, yc)
+    jw = truth.psf.galsim_wcs(xc, yc)
+    pm = np.zeros((len(grid), 2, 2))
+    for k, lam in enumerate(grid):
+        prof = truth.psf.truth_psf.sky_profile(float(u), float(v), float(lam))
+        img = prof.drawImage(nx=cfg.stamp_size, ny=cfg.stamp_size, wcs=jw, dtype=np.float64)
+        res = galsim.hsm.FindAdaptiveMom(img, strict=True)
+        s = res.moments_sigma
+        e1, e2 = res.observed_shape.e1, res.observed_shape.e2
+        t = 2 * s * s / math.sqrt(1 - e1 * e1 - e2 * e2)
+        pm[k] = [[0.5 * t * (1 + e1), 0.5 * t * e2], [0.5 * t * e2, 0.5 * t * (1 - e1)]]
+
+    def psf_mom(w: np.ndarray) -> np.ndarray:
+        w = np.where(np.isfinite(w), w, grid[len(grid) // 2])
+        return pm[np.abs(w[:, None] - grid[None, :]).argmin(axis=1)]
+
+    # galaxy intrinsic moments (arcsec², east/north) -> pixels
+    g1, g2 = cfg.shear
+    a = np.array([[1 + g1, g2], [g2, 1 - g1]]) / math.sqrt(1 - g1 * g1 - g2 * g2)
+    bf = np.asarray(objs["bulge_frac"], float)[orow]
+    mb = _gaussian_moments(np.asarray(objs["bulge_hlr"])[orow], np.asarray(objs["bulge_e1"])[orow],
+                           np.asarray(objs["bulge_e2"])[orow])
+    md = _gaussian_moments(np.asarray(objs["disk_hlr"])[orow], np.asarray(objs["disk_e1"])[orow],
+                           np.asarray(objs["disk_e2"])[orow])
+    msky = a @ (bf[:, None, None] * mb + (1 - bf)[:, None, None] * md) @ a.T
+    jinv = np.linalg.inv(np.asarray(truth.wcs.local_jacobian(xc, yc), float))
+    mgal = jinv @ msky @ jinv.T + psf_mom(gw)
+    # background per pixel at each galaxy (as the point sources': sky through the zeropoint map)
+    row = survey.visits[np.nonzero(np.asarray(survey.visits["visit"]) == key[0])[0][0]]
+    gx, gy = np.asarray(gal["x"], float), np.asarray(gal["y"], float)
+    zp = truth.zeropoint_map(gx, gy) if ng else np.zeros(0)
+    area = np.abs(np.linalg.det(np.asarray(truth.wcs.local_jacobian(gx, gy), float))) if ng else np.zeros(0)
+    bkg = 10 ** (-0.4 * (float(row["sky_mag"]) - zp)) * area + cfg.read_noise**2
+    flux = np.asarray(gal["flux"], float)
+    s2 = 0.5 * (mgal[:, 0, 0] + mgal[:, 1, 1])  # per-axis size²
+    var_x = s2 / flux + 8 * math.pi * s2**2 * bkg / flux**2
+    var_f = flux + 4 * math.pi * s2 * bkg
+    nz = rng_.normal(size=(ng, 3))
+    grows = QTable()
+    grows["visit"] = np.full(ng, key[0], dtype=np.int64)
+    grows["detector"] = np.full(ng, key[1], dtype=np.int32)
+    grows["id"] = key[0] * 10_000_000 + key[1] * 100_000 + len(points) + np.arange(ng, dtype=np.int64)
+    grows["object_id"] = np.asarray(gal["id"], dtype=np.int64)
+    grows["kind"] = np.asarray(gal["kind"])
+    grows["band"] = np.full(ng, truth.band, dtype="U1")
+    grows["mjd"] = np.full(ng, truth.mjd)
+    grows["x"] = (gx + nz[:, 0] * np.sqrt(var_x)) * un.pix
+    grows["y"] = (gy + nz[:, 1] * np.sqrt(var_x)) * un.pix
+    grows["x_err"] = np.sqrt(var_x) * un.pix
+    grows["y_err"] = np.sqrt(var_x) * un.pix
+    grows["xy_cov"] = np.zeros(ng) * un.pix**2
+    grows["psf_flux"] = (flux + nz[:, 2] * np.sqrt(var_f)) * un.electron
+    grows["psf_flux_err"] = np.sqrt(var_f) * un.electron
+    grows["x_true"] = gx * un.pix
+    grows["y_true"] = gy * un.pix
+    grows["flux_true"] = flux * un.electron
+    out = vstack([points, grows], metadata_conflicts="silent")
+    mom = np.concatenate([psf_mom(pw), mgal]) if len(out) else np.zeros((0, 2, 2))
+    nu = np.asarray(out["psf_flux_err"].value) ** -1 * np.asarray(out["flux_true"].value)
+    tt = mom[:, 0, 0] + mom[:, 1, 1]
+    sig_t = 2.0 * tt / np.maximum(nu, 1e-3)
+    mz = rng_.normal(size=(len(out), 3))
+    out["shape_xx"] = (mom[:, 0, 0] + mz[:, 0] * sig_t / math.sqrt(2)) * un.pix**2
+    out["shape_yy"] = (mom[:, 1, 1] + mz[:, 1] * sig_t / math.sqrt(2)) * un.pix**2
+    out["shape_xy"] = (mom[:, 0, 1] + mz[:, 2] * sig_t / 2) * un.pix**2
+    out["shape_xx_err"] = sig_t / math.sqrt(2) * un.pix**2
+    out["shape_yy_err"] = sig_t / math.sqrt(2) * un.pix**2
+    out["shape_xy_err"] = sig_t / 2 * un.pix**2
+    out.meta.update(points.meta)
     return out
