@@ -325,6 +325,12 @@ def test_calibs_as_truth_and_sensor_reuse():
                    effects=RawEffects.none(poisson=False, saturation=True))
     assert sim.calibs is calibs and sim.sensor.displacement_x is None
     np.testing.assert_allclose(sim.truth["charge_expected"][0], img * flat)
+    bad = np.zeros(GEOM.assembled_shape)
+    bad[3, 4] = np.nan
+    with pytest.raises(InvalidInputError, match="calibs_truth.bias"):
+        make_raw(img, GEOM, rng=3, calibs_truth=Calibs(GEOM, bias=bad))
+    with pytest.raises(InvalidInputError, match="negative dark"):
+        make_raw(img, GEOM, rng=3, calibs_truth=Calibs(GEOM, dark=-np.ones(GEOM.assembled_shape)))
     other = make_detector_geometry(2, 1, (8, 8), 1, 2, 1)
     with pytest.raises(InvalidInputError, match="different `geometry`"):
         make_raw(np.ones((8, 16)), other, calibs_truth=first.sensor, rng=1)

@@ -956,8 +956,12 @@ def _sensor_from_calibs(calibs: Calibs, fx: RawEffects) -> SensorTruth:
             else:
                 full_well[k] = gains[k] * _invert_monotonic(lambda x: float(lin.evaluate(x)), clip[k], clip[k])
     aeff = None if calibs.bf_kernel is None else -0.5 * _laplacian_padded(np.asarray(calibs.bf_kernel))
-    if calibs.flat is not None and not np.isfinite(calibs.flat).all():
-        raise InvalidInputError("`calibs_truth.flat` has non-finite pixels; a truth flat must be finite")
+    for f in ("bias", "dark", "flat"):
+        arr = getattr(calibs, f)
+        if arr is not None and not np.isfinite(arr).all():
+            raise InvalidInputError(f"`calibs_truth.{f}` has non-finite pixels; a truth frame must be finite")
+    if calibs.dark is not None and np.min(calibs.dark) < 0:
+        raise InvalidInputError("`calibs_truth.dark` has negative dark current")
     return SensorTruth(
         geometry=geom, effects=fx, calibs=calibs, qe=calibs.flat, displacement_x=None, displacement_y=None,
         tree_ring_displacement=None, column_response=None, hot_pixels=None, bf_aij=None,
