@@ -1,0 +1,329 @@
+r"""The sparse least-squares engine shared by the astrometric and photometric fits.
+
+Both fits are Gauss–Newton steps of the same shape: many *star* parameter blocks (a sky
+position, or a magnitude; ``k`` each), each touching only its own measurements, and a
+few thousand *camera* parameters (visit and detector maps) touched by every star. The
+normal matrix
+
+.. math::
+
+    \begin{pmatrix} A & B \\ B^T & H \end{pmatrix}
+    \begin{pmatrix} \delta s \\ \delta c \end{pmatrix} =
+    -\begin{pmatrix} g_s \\ g_c \end{pmatrix}
+
+has a block-diagonal star part ``A`` (``k x k`` per star), so the stars are eliminated
+exactly (Schur complement; the *reduced camera system* of bundle adjustment, Triggs et
+al. 2000; the star positions are profiled out as in gbdes, Bernstein et al. 2017):
+
+.. math::
+
+    S = H - B^T A^{-1} B, \qquad S\,\delta c = -(g_c - B^T A^{-1} g_s), \qquad
+    \delta s = -A^{-1}(g_s + B\,\delta c).
+
+``S`` is dense (every star couples every visit it is seen in) but only ``n_camera``
+square, and :math:`S^{-1}` is the covariance of the camera parameters with the stars
+marginalised. With ``L_s L_s^T = A_s`` and :math:`\hat W_s = L_s^{-1} B_s`,
+:math:`B^T A^{-1} B = \sum_s \hat W_s^T \hat W_s` is accumulated by BLAS ``dsyrk`` over
+chunks of stars, each chunk's :math:`\hat W` filled by a numba kernel from the per-
+measurement factors (the full sparse Jacobian is never formed). ``H`` is accumulated
+per group of measurements sharing their camera columns (one (visit, detector)) with a
+dense ``X^T X``.
+
+Cost per step: :math:`O(n_{\rm meas}\,p)` to fill, :math:`O(k\,n_{\rm stars}\,n_{\rm
+camera}^2)` for the Schur products and :math:`O(n_{\rm camera}^3)` for the Cholesky
+factorisation; memory :math:`O(n_{\rm camera}^2)` plus one chunk.
+
+A sparse Cholesky library (CHOLMOD) would not help: after the stars are eliminated the
+camera system is dense, and before that the star blocks are eliminated in closed form.
+
+References
+----------
+.. [1] Triggs, B. et al. 2000, Bundle Adjustment -- A Modern Synthesis, LNCS 1883, 298.
+.. [2] Bernstein, G. M. et al. 2017, PASP 129, 074503 (gbdes/WCSFit).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import numpy as np
+import scipy.linalg
+
+from . import _kernels
+
+__all__ = ["CameraBlock", "Problem", "Step", "solve_step", "jc_dot", "star_factors", "covariance", "subset_leverage"]
+
+_CHUNK_BYTES = 48 * 1024 * 1024
+
+
+@dataclasses.dataclass(frozen=True)
+class CameraBlock:
+    """One family of camera parameters (e.g. all visit maps) and its Jacobian factors.
+
+    ``Jc[i, row, cols[owner[i], c, t]] = coef[i, row, c] * basis[i, t]``; a column
+    index equal to ``n_camera`` means "fixed" (the column is dropped).
+    """
+
+    owner: np.ndarray  # (n,) int64
+    cols: np.ndarray   # (n_owner, nc, nt) int64
+    coef: np.ndarray   # (n, r, nc) float64, whitened
+    basis: np.ndarray  # (n, nt) float64
+
+
+@dataclasses.dataclass(frozen=True)
+class Problem:
+    """A linearised least-squares problem (whitened): residual ``e + Jc dc + Js ds``."""
+
+    n_camera: int
+    blocks: tuple[CameraBlock, ...]
+    star: np.ndarray        # (n,) int64 star index of each measurement
+    n_stars: int
+    js: np.ndarray          # (n, r, k)
+    e: np.ndarray           # (n, r)
+    prior_j: np.ndarray | None = None  # (n_stars, kp, k) whitened prior rows
+    prior_e: np.ndarray | None = None  # (n_stars, kp)
+    camera_prior: np.ndarray | None = None  # (n_camera,) extra diagonal (inverse variance)
+
+
+@dataclasses.dataclass(frozen=True)
+class Step:
+    """The Gauss–Newton step and the matrices needed for covariances."""
+
+    dc: np.ndarray        # (n_camera,)
+    ds: np.ndarray        # (n_stars, k)
+    reduced: np.ndarray   # S, (n_camera, n_camera)
+    star_a: np.ndarray    # A_s, (n_stars, k, k)
+    chi2: float           # sum of squared whitened residuals at the linearisation point
+    pivot_ok: bool        # False when S was not positive definite (regularised)
+
+
+def jc_dot(blocks: tuple[CameraBlock, ...], x: np.ndarray, n: int, r: int) -> np.ndarray:
+    """``Jc @ x`` for all measurements, (n, r)."""
+    out = np.zeros((n, r))
+    xe = np.append(np.asarray(x, dtype=np.float64), 0.0)  # the "fixed" column is 0
+    for b in blocks:
+        _kernels.jc_dot(xe, b.coef, b.basis, b.owner, b.cols, out)
+    return out
+
+
+def star_factors(prob: Problem) -> tuple[np.ndarray, np.ndarray]:
+    """Per-star normal matrices ``A_s`` and gradients ``g_s`` (priors included)."""
+    a, g = _kernels.star_normal(prob.star, prob.js, prob.e, prob.n_stars)
+    if prob.prior_j is not None:
+        a = a + np.einsum("spa,spb->sab", prob.prior_j, prob.prior_j)
+        g = g + np.einsum("spa,sp->sa", prob.prior_j, prob.prior_e)
+    return a, g
+
+
+def _camera_normal(prob: Problem) -> tuple[np.ndarray, np.ndarray]:
+    """``H = Jc^T Jc`` and ``g_c = Jc^T e`` by groups of measurements sharing columns."""
+    m = prob.n_camera + 1
+    h = np.zeros((m, m))
+    g = np.zeros(m)
+    n = prob.e.shape[0]
+    if n == 0:
+        return h[:-1, :-1], g[:-1]
+    owners = np.stack([b.owner for b in prob.blocks], axis=1)
+    keys, inverse = np.unique(owners, axis=0, return_inverse=True)
+    inverse = np.ravel(inverse)
+    order = np.argsort(inverse, kind="stable")
+    bounds = np.searchsorted(inverse[order], np.arange(len(keys) + 1))
+    r = prob.e.shape[1]
+    for gi in range(len(keys)):
+        idx = order[bounds[gi]:bounds[gi + 1]]
+        xs, cs = [], []
+        for bi, b in enumerate(prob.blocks):
+            o = keys[gi, bi]
+            x = b.coef[idx][:, :, :, None] * b.basis[idx][:, None, None, :]
+            xs.append(x.reshape(len(idx) * r, -1))
+            cs.append(b.cols[o].ravel())
+        x = np.concatenate(xs, axis=1)
+        cols = np.concatenate(cs)
+        keep = cols < prob.n_camera
+        x, cols = x[:, keep], cols[keep]
+        if cols.size == 0:
+            continue
+        h[np.ix_(cols, cols)] += x.T @ x
+        g[cols] += x.T @ prob.e[idx].reshape(-1)
+    return h[:-1, :-1], g[:-1]
+
+
+def _schur(prob: Problem, lo_inv: np.ndarray, what: np.ndarray | None, with_prior: bool = False
+           ) -> tuple[np.ndarray, np.ndarray]:
+    """``sum_s W_s^T W_s`` (and ``sum_s W_s^T what_s``), ``W_s = L_s^-1 B_s``; chunks of stars.
+
+    With ``with_prior``, also adds ``sum_s V_s^T V_s``, ``V_s = J_p,s L_s^-T W_s`` (the
+    prior's share, needed for leverages).
+    """
+    k = prob.js.shape[2]
+    nc = prob.n_camera
+    order = np.argsort(prob.star, kind="stable")
+    star_sorted = prob.star[order]
+    counts = np.bincount(prob.star, minlength=prob.n_stars)
+    first = np.concatenate([[0], np.cumsum(counts)])
+    rows_per_chunk = max(k, int(_CHUNK_BYTES // (8 * (nc + 1))) // k * k)
+    stars_per_chunk = max(1, rows_per_chunk // k)
+    acc = np.zeros((nc + 1, nc + 1), order="F")
+    rhs_corr = np.zeros(nc + 1)
+    dsyrk = scipy.linalg.blas.get_blas_funcs("syrk", (acc,))
+    for s0 in range(0, prob.n_stars, stars_per_chunk):
+        s1 = min(prob.n_stars, s0 + stars_per_chunk)
+        idx = order[first[s0]:first[s1]]
+        if idx.size == 0:
+            continue
+        st = star_sorted[first[s0]:first[s1]]
+        t = np.einsum("iab,irb->iar", lo_inv[st], prob.js[idx])  # L_s^-1 Js_i^T
+        w = np.zeros(((s1 - s0) * k, nc + 1))
+        rowbase = ((st - s0) * k).astype(np.int64)
+        for b in prob.blocks:
+            y = np.einsum("iar,irc->iac", t, b.coef[idx])
+            _kernels.fill_schur(w, rowbase, np.ascontiguousarray(y), np.ascontiguousarray(b.basis[idx]),
+                                np.ascontiguousarray(b.owner[idx]), b.cols)
+        # acc += W^T W ; W is C-ordered (rows, cols) so W.T is F-ordered (cols, rows)
+        acc = dsyrk(1.0, w.T, beta=1.0, c=acc, trans=0, lower=0, overwrite_c=True)
+        if what is not None:
+            rhs_corr += w.T @ what[s0:s1].reshape(-1)
+        if with_prior and prob.prior_j is not None:
+            m = np.einsum("spk,sjk->spj", prob.prior_j[s0:s1], lo_inv[s0:s1])  # J_p L^-T
+            v = np.einsum("spj,sjc->spc", m, w.reshape(s1 - s0, k, nc + 1)).reshape(-1, nc + 1)
+            acc = dsyrk(1.0, v.T, beta=1.0, c=acc, trans=0, lower=0, overwrite_c=True)
+    acc = np.triu(acc) + np.triu(acc, 1).T
+    return acc[:-1, :-1], rhs_corr[:-1]
+
+
+def _star_cholesky(a: np.ndarray) -> np.ndarray:
+    k = a.shape[1]
+    eye = np.eye(k)
+    try:
+        lo = np.linalg.cholesky(a)
+    except np.linalg.LinAlgError:
+        lo = np.linalg.cholesky(a + 1e-12 * np.trace(a, axis1=1, axis2=2)[:, None, None] * eye)
+    return np.linalg.inv(lo)
+
+
+def solve_step(prob: Problem, *, want_reduced: bool = True) -> Step:
+    """One Gauss–Newton step of a linearised problem (see the module notes).
+
+    Parameters
+    ----------
+    prob : Problem
+        Whitened residuals and Jacobian factors at the linearisation point.
+    want_reduced : bool
+        Keep the reduced camera matrix ``S`` in the result (for covariances).
+
+    Returns
+    -------
+    Step
+    """
+    n, r = prob.e.shape
+    k = prob.js.shape[2]
+    nc = prob.n_camera
+    a, gs = star_factors(prob)
+    bad = ~np.all(np.isfinite(a.reshape(len(a), -1)), axis=1)
+    if np.any(bad):  # callers drop such stars; guard anyway
+        a[bad] = np.eye(k)
+        gs[bad] = 0.0
+    lo_inv = _star_cholesky(a)  # (n_stars, k, k), lower triangular
+    chi2 = float(np.sum(prob.e**2))
+    if prob.prior_e is not None:
+        chi2 += float(np.sum(prob.prior_e**2))
+    h, gc = _camera_normal(prob)
+    if prob.camera_prior is not None:
+        h[np.diag_indices(nc)] += prob.camera_prior
+    what = np.einsum("sab,sb->sa", lo_inv, gs)  # L^-1 g_s
+    schur, rhs_corr = _schur(prob, lo_inv, what)
+    s_mat = h - schur
+    rhs = gc - rhs_corr
+    dc, pivot_ok = _solve_spd(s_mat, -rhs)
+    # back-substitution for the stars: ds = -A^-1 (g_s + B dc)
+    jdc = jc_dot(prob.blocks, dc, n, r) if nc else np.zeros((n, r))
+    bdc = np.zeros((prob.n_stars, k))
+    contrib = np.einsum("ira,ir->ia", prob.js, jdc)
+    for a_i in range(k):
+        bdc[:, a_i] = np.bincount(prob.star, weights=contrib[:, a_i], minlength=prob.n_stars)
+    ds = -np.einsum("sab,sb->sa", np.linalg.inv(a), gs + bdc)
+    return Step(dc=dc, ds=ds, reduced=s_mat if want_reduced else np.zeros((0, 0)), star_a=a, chi2=chi2,
+                pivot_ok=pivot_ok)
+
+
+def subset_leverage(prob: Problem, cov: np.ndarray, stars: np.ndarray) -> float:
+    r"""Sum of the hat-matrix diagonal over the measurements of a subset of stars.
+
+    The expected chi² of those measurements at the solution is their number of
+    residual rows minus this value (for a linear model with correct errors).
+
+    Parameters
+    ----------
+    prob : Problem
+        The problem at the solution.
+    cov : numpy.ndarray
+        Inverse of its reduced camera matrix.
+    stars : numpy.ndarray of bool
+        Subset (local star indices of ``prob``).
+
+    Returns
+    -------
+    float
+
+    Notes
+    -----
+    With the hat matrix :math:`H = J (J^T J)^{-1} J^T` partitioned into star and
+    camera blocks, the star part contributes :math:`k - \mathrm{tr}(A_s^{-1} P_s)` per
+    star (``P_s`` its prior information) and the camera part
+    :math:`\mathrm{tr}(S^{-1} M)` with
+    :math:`M = \sum_{i} 	ilde J_i^T 	ilde J_i = \sum_s H_s - B_s^T A_s^{-1} B_s -
+    B_s^T A_s^{-1} P_s A_s^{-1} B_s`, :math:`	ilde J_i = J_{c,i} - J_{s,i} A_s^{-1} B_s`.
+    """
+    sel = np.nonzero(stars[prob.star])[0]
+    if sel.size == 0:
+        return 0.0
+    uniq, sloc = np.unique(prob.star[sel], return_inverse=True)
+    sub = Problem(n_camera=prob.n_camera,
+                  blocks=tuple(CameraBlock(b.owner[sel], b.cols, b.coef[sel], b.basis[sel]) for b in prob.blocks),
+                  star=np.ravel(sloc).astype(np.int64), n_stars=len(uniq), js=prob.js[sel], e=prob.e[sel],
+                  prior_j=None if prob.prior_j is None else prob.prior_j[uniq],
+                  prior_e=None if prob.prior_e is None else prob.prior_e[uniq])
+    a, _ = star_factors(sub)
+    lo_inv = _star_cholesky(a)
+    h, _ = _camera_normal(sub)
+    schur, _ = _schur(sub, lo_inv, None, with_prior=True)
+    m = h - schur
+    k = prob.js.shape[2]
+    star_part = float(len(uniq) * k)
+    if sub.prior_j is not None:
+        p = np.einsum("spa,spb->sab", sub.prior_j, sub.prior_j)
+        star_part -= float(np.einsum("sab,sba->", np.linalg.inv(a), p))
+    return star_part + float(np.sum(cov * m))
+
+
+def _solve_spd(s: np.ndarray, b: np.ndarray) -> tuple[np.ndarray, bool]:
+    """Solve ``s x = b`` for a symmetric positive (semi-)definite ``s`` (Jacobi-scaled Cholesky)."""
+    n = s.shape[0]
+    if n == 0:
+        return np.zeros(0), True
+    d = np.sqrt(np.clip(np.diag(s), 1e-300, None))
+    sn = s / d[:, None] / d[None, :]
+    try:
+        c = scipy.linalg.cho_factor(sn, lower=True, check_finite=False)
+        x = scipy.linalg.cho_solve(c, b / d, check_finite=False) / d
+        if np.all(np.isfinite(x)):
+            return x, True
+    except (np.linalg.LinAlgError, scipy.linalg.LinAlgError):
+        pass
+    # not positive definite: minimum-norm least squares on the scaled system
+    x, *_ = np.linalg.lstsq(sn, b / d, rcond=1e-12)
+    return x / d, False
+
+
+def covariance(s: np.ndarray) -> np.ndarray:
+    """Inverse of the reduced camera matrix (Jacobi-scaled; pseudo-inverse if singular)."""
+    n = s.shape[0]
+    if n == 0:
+        return np.zeros((0, 0))
+    d = np.sqrt(np.clip(np.diag(s), 1e-300, None))
+    sn = s / d[:, None] / d[None, :]
+    try:
+        c = scipy.linalg.cho_factor(sn, lower=True, check_finite=False)
+        inv = scipy.linalg.cho_solve(c, np.eye(n), check_finite=False)
+    except (np.linalg.LinAlgError, scipy.linalg.LinAlgError):
+        inv = np.linalg.pinv(sn, rcond=1e-12, hermitian=True)
+    return inv / d[:, None] / d[None, :]
