@@ -802,9 +802,10 @@ def _admom_one(image, bad, bx0, bx1, by0, by1, x0, y0, mxx, mxy, myy, nsig2, tol
                max_shift, max_moment, res):
     """Adaptive moments of one object; iteration of Hirata & Seljak (2003, HSM).
 
-    Update (HSM ``find_ellipmom_2``): with the weighted sums of :func:`_ellipmom1`,
-    ``dx = 2 Bx / A``, ``dM = 4 (C / A - M / 2)``, each normalised by the minor axis of
-    the weight and bounded by 0.25; stops when the normalised centroid step and the
+    Update: the Bernstein & Jarvis deconvolution step where it is well defined, else
+    HSM's ``find_ellipmom_2`` step (``dx = 2 Bx / A``, ``dM = 4 (C / A - M / 2)``, each
+    normalised by the minor axis of the weight and bounded by 0.25), relaxed when
+    successive steps oscillate; stops when the normalised centroid step and the
     normalised moment change are both below ``tol``. ``res`` receives x0, y0, mxx,
     mxy, myy, A, rho4 (normalised by A), niter, flags, bad-pixel weight fraction.
     """
@@ -817,6 +818,8 @@ def _admom_one(image, bad, bx0, bx1, by0, by1, x0, y0, mxx, mxy, myy, nsig2, tol
     rho4 = math.nan
     converged = False
     wbadfrac = 0.0
+    lam = 1.0
+    pdx = pdy = pdxx = pdxy = pdyy = 0.0
     while it < max_iter:
         ok = _ellipmom1(image, bad, bx0, bx1, by0, by1, x0, y0, mxx, mxy, myy, nsig2, sums)
         if not ok:
@@ -833,16 +836,54 @@ def _admom_one(image, bad, bx0, bx1, by0, by1, x0, y0, mxx, mxy, myy, nsig2, tol
             flags |= F_NOT_CONVERGED
             break
         sc = math.sqrt(semi_b2)
-        dx = 2.0 * sums[1] / (a_amp * sc)
-        dy = 2.0 * sums[2] / (a_amp * sc)
-        dxx = 4.0 * (sums[3] / a_amp - 0.5 * mxx) / semi_b2
-        dxy = 4.0 * (sums[4] / a_amp - 0.5 * mxy) / semi_b2
-        dyy = 4.0 * (sums[5] / a_amp - 0.5 * myy) / semi_b2
-        dx = min(max(dx, -0.25), 0.25)
-        dy = min(max(dy, -0.25), 0.25)
-        dxx = min(max(dxx, -0.25), 0.25)
-        dxy = min(max(dxy, -0.25), 0.25)
-        dyy = min(max(dyy, -0.25), 0.25)
+        # Bernstein & Jarvis (2002, sec. 3.1) "deconvolution" step: the weighted central
+        # moments m of I w give the Gaussian estimate S = (m^-1 - M^-1)^-1 (exact in one
+        # step for a Gaussian); used when S is positive definite and within a factor 3
+        # of M in trace, otherwise HSM's bounded step
+        mux = sums[1] / a_amp
+        muy = sums[2] / a_amp
+        m11 = sums[3] / a_amp - mux * mux
+        m12 = sums[4] / a_amp - mux * muy
+        m22 = sums[5] / a_amp - muy * muy
+        mdet = m11 * m22 - m12 * m12
+        use_bj = False
+        n11 = n12 = n22 = ux = uy = 0.0
+        if mdet > 0.0 and m11 > 0.0:
+            det = mxx * myy - mxy * mxy
+            p11 = m22 / mdet - myy / det
+            p22 = m11 / mdet - mxx / det
+            p12 = -m12 / mdet + mxy / det
+            pdet = p11 * p22 - p12 * p12
+            if pdet > 0.0 and p11 > 0.0:
+                n11 = p22 / pdet
+                n22 = p11 / pdet
+                n12 = -p12 / pdet
+                ratio = (n11 + n22) / (mxx + myy)
+                if 1.0 / 3.0 < ratio < 3.0:
+                    use_bj = True
+                    ux = (m22 * mux - m12 * muy) / mdet
+                    uy = (-m12 * mux + m11 * muy) / mdet
+        if use_bj:
+            dx = (n11 * ux + n12 * uy) / sc
+            dy = (n12 * ux + n22 * uy) / sc
+            dxx = (n11 - mxx) / semi_b2
+            dxy = (n12 - mxy) / semi_b2
+            dyy = (n22 - myy) / semi_b2
+            if abs(dx) > 0.5 or abs(dy) > 0.5:  # keep the centre step bounded
+                f = 0.5 / max(abs(dx), abs(dy))
+                dx *= f
+                dy *= f
+        else:
+            dx = 2.0 * sums[1] / (a_amp * sc)
+            dy = 2.0 * sums[2] / (a_amp * sc)
+            dxx = 4.0 * (sums[3] / a_amp - 0.5 * mxx) / semi_b2
+            dxy = 4.0 * (sums[4] / a_amp - 0.5 * mxy) / semi_b2
+            dyy = 4.0 * (sums[5] / a_amp - 0.5 * myy) / semi_b2
+            dx = min(max(dx, -0.25), 0.25)
+            dy = min(max(dy, -0.25), 0.25)
+            dxx = min(max(dxx, -0.25), 0.25)
+            dxy = min(max(dxy, -0.25), 0.25)
+            dyy = min(max(dyy, -0.25), 0.25)
         conv = max(abs(dx), abs(dy), abs(dxx), abs(dxy), abs(dyy))
         rho4 = sums[6] / a_amp
         wbadfrac = sums[7]
@@ -850,6 +891,20 @@ def _admom_one(image, bad, bx0, bx1, by0, by1, x0, y0, mxx, mxy, myy, nsig2, tol
         if conv < tol:
             converged = True
             break
+        # relaxation: on noisy images the map can overshoot (derivative near -1) and
+        # oscillate; halve the step while successive steps point backwards, restore it
+        # while they agree. The fixed point is unchanged.
+        dot = dx * pdx + dy * pdy + dxx * pdxx + dxy * pdxy + dyy * pdyy
+        if dot < 0.0:
+            lam = max(0.5 * lam, 0.0625)
+        else:
+            lam = min(1.5 * lam, 1.0)
+        pdx, pdy, pdxx, pdxy, pdyy = dx, dy, dxx, dxy, dyy
+        dx *= lam
+        dy *= lam
+        dxx *= lam
+        dxy *= lam
+        dyy *= lam
         x0 += dx * sc
         y0 += dy * sc
         mxx += dxx * semi_b2

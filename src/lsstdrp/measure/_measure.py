@@ -347,7 +347,7 @@ def measure_sources(
     _set(cat, "psf_shape_xx", pm[:, 0])
     _set(cat, "psf_shape_yy", pm[:, 1])
     _set(cat, "psf_shape_xy", pm[:, 2])
-    mom, _ = _run(px, x, y, sig_ok * sig_ok, None, 50.0, 1e-8, 400, 15.0, 8000.0)
+    mom, _ = _run(px, x, y, sig_ok * sig_ok, None, 50.0, 1e-6, 100, 15.0, 8000.0)
     _set(cat, "shape_xx", mom.ixx)
     _set(cat, "shape_yy", mom.iyy)
     _set(cat, "shape_xy", mom.ixy)
