@@ -11,7 +11,7 @@ from scipy import ndimage
 from ..core import Exposure, InvalidInputError, MaskPlane, as_image, check_same_shape
 from ._common import check_finite_scalar, check_int, mask_and_bad
 from ._interp import _interpolate
-from ._kernels import _cr_stats, _dilate8, _snap_grow, _snap_outliers
+from ._kernels import _cr_stats, _local_median, _dilate8, _snap_grow, _snap_outliers
 
 __all__ = [
     "CosmicRayResult",
@@ -171,8 +171,8 @@ def detect_cosmic_rays(
     threshold: float = 5.0,
     sharpness: float = 5.0,
     candidate_threshold: float = 3.0,
-    candidate_sharpness: float = 2.0,
-    cluster_sharpness: float = 8.0,
+    candidate_sharpness: float = 1.0,
+    cluster_sharpness: float = 6.0,
     psf_tolerance: float = 0.05,
     grow_threshold: float = 2.0,
     grow_sharpness: float = 1.0,
@@ -337,10 +337,16 @@ def detect_cosmic_rays(
         cand = (s_map > ct) & (z_map > cs)
         if not cand.any():
             break
+        # a candidate must also stand out of its 5x5 median: thin structures do, the
+        # smooth profile of a galaxy (where noise alone makes sharp-looking pixels) does not
+        med = np.zeros_like(work)
+        _local_median(work, excl | cr, cand.view(np.uint8), 2, med)
+        with np.errstate(invalid="ignore"):
+            cand &= (work - med) > ct * np.sqrt(v)
         labels, nlab = ndimage.label(cand, structure=eight)
         strong = cand & (s_map > t) & (z_map > s)
         idx = np.arange(1, nlab + 1)
-        zsum = ndimage.sum_labels(np.where(cand, z_map, 0.0), labels, idx)
+        zsum = ndimage.sum_labels(np.where(cand, z_map - cs, 0.0), labels, idx)
         has_strong = ndimage.maximum(strong, labels, idx) > 0
         keep = np.zeros(nlab + 1, dtype=bool)
         keep[1:] = has_strong | (zsum >= zc)
@@ -418,8 +424,8 @@ def combine_snaps(
     snap1: Exposure,
     snap2: Exposure,
     *,
-    threshold: float = 5.0,
-    grow_threshold: float = 2.0,
+    threshold: float = 4.0,
+    grow_threshold: float = 1.0,
     dilate: int = 1,
     psf_tolerance: float = 0.05,
     bad_planes: Any = None,

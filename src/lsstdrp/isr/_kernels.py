@@ -29,8 +29,9 @@ def _cr_zmax(r, var, excl, y, x, rho, tol):  # pragma: no cover - compiled
 
     For a direction d with both neighbours a, b usable (inside the image and not
     excluded), ``z_d = (p r0 - m) / sqrt(p^2 v0 + v_m)`` with ``m = (r_a + r_b) / 2``,
-    ``v_m = (v_a + v_b) / 4`` and ``p = (1 - tol) rho_d``. Returns -inf when no direction
-    is usable.
+    ``v_m = (v_a + v_b) / 4`` and ``p = (1 - tol) rho_d``; at the image edge, where one
+    neighbour is outside, the other stands for both (``m = r_b``, ``v_m = v_b``). Returns
+    -inf when no direction is usable.
     """
     ny, nx = r.shape
     r0 = r[y, x]
@@ -43,12 +44,25 @@ def _cr_zmax(r, var, excl, y, x, rho, tol):  # pragma: no cover - compiled
         xa = x - dx
         yb = y + dy
         xb = x + dx
-        if ya < 0 or yb >= ny or xa < 0 or xa >= nx or xb < 0 or xb >= nx:
+        ina = ya >= 0 and ya < ny and xa >= 0 and xa < nx
+        inb = yb >= 0 and yb < ny and xb >= 0 and xb < nx
+        if ina and inb:
+            if excl[ya, xa] or excl[yb, xb]:
+                continue
+            m = 0.5 * (r[ya, xa] + r[yb, xb])
+            vm = 0.25 * (var[ya, xa] + var[yb, xb])
+        elif ina:  # at the image edge: the profile is reflected about the pixel
+            if excl[ya, xa]:
+                continue
+            m = r[ya, xa]
+            vm = var[ya, xa]
+        elif inb:
+            if excl[yb, xb]:
+                continue
+            m = r[yb, xb]
+            vm = var[yb, xb]
+        else:
             continue
-        if excl[ya, xa] or excl[yb, xb]:
-            continue
-        m = 0.5 * (r[ya, xa] + r[yb, xb])
-        vm = 0.25 * (var[ya, xa] + var[yb, xb])
         p = (1.0 - tol) * rho[d]
         den = p * p * v0 + vm
         if den <= 0.0:
@@ -84,6 +98,34 @@ def _cr_stats(r, var, excl, cr, rho, tol, low, s_out, z_out):  # pragma: no cove
                 z_out[y, x] = _cr_zmax(r, var, excl, y, x, rho, tol)
                 n += 1
     return n
+
+
+@numba.njit(cache=True, nogil=True)
+def _local_median(r, excl, sel, half, out):  # pragma: no cover - compiled
+    """``out[y, x]`` = median of the non-excluded pixels of the (2 half + 1)^2 box, at ``sel`` pixels.
+
+    Elsewhere ``out`` is left untouched; where the box has no usable pixel it is NaN.
+    """
+    ny, nx = r.shape
+    buf = np.empty((2 * half + 1) * (2 * half + 1))
+    for y in range(ny):
+        for x in range(nx):
+            if not sel[y, x]:
+                continue
+            n = 0
+            for yy in range(max(y - half, 0), min(y + half + 1, ny)):
+                for xx in range(max(x - half, 0), min(x + half + 1, nx)):
+                    if not excl[yy, xx]:
+                        buf[n] = r[yy, xx]
+                        n += 1
+            if n == 0:
+                out[y, x] = np.nan
+                continue
+            v = np.sort(buf[:n])
+            if n % 2 == 1:
+                out[y, x] = v[n // 2]
+            else:
+                out[y, x] = 0.5 * (v[n // 2 - 1] + v[n // 2])
 
 
 @numba.njit(cache=True, nogil=True)

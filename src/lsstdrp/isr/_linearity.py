@@ -53,15 +53,18 @@ def _invert(lin: Linearity, measured: np.ndarray, max_iter: int, tol: float) -> 
             x[hi] = measured[hi] - lin.table[-1]
             res = float(np.max(np.abs(lin.evaluate(x) - measured))) if x.size else 0.0
             return x, 1, res
-    x = measured - lin.offset(measured)
-    n = 1
-    for n in range(2, max_iter + 1):
-        new = measured - lin.offset(x)
-        step = float(np.max(np.abs(new - x))) if x.size else 0.0
-        x = new
-        if step <= tol * max(1.0, float(np.max(np.abs(x))) if x.size else 1.0):
-            break
-    res = float(np.max(np.abs(lin.evaluate(x) - measured))) if x.size else 0.0
+    with np.errstate(over="ignore", invalid="ignore"):
+        x = measured - lin.offset(measured)
+        n = 1
+        for n in range(2, max_iter + 1):
+            new = measured - lin.offset(x)
+            step = float(np.max(np.abs(new - x))) if x.size else 0.0
+            x = new
+            if not np.isfinite(step):
+                return x, n, np.inf
+            if step <= tol * max(1.0, float(np.max(np.abs(x))) if x.size else 1.0):
+                break
+        res = float(np.max(np.abs(lin.evaluate(x) - measured))) if x.size else 0.0
     return x, n, res
 
 

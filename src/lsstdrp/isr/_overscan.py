@@ -58,11 +58,25 @@ def _clipped_mean(values: np.ndarray, nsigma: float, max_iter: int) -> np.ndarra
 
 
 def _row_statistic(block: np.ndarray, statistic: str, nsigma: float, max_iter: int) -> np.ndarray:
-    if statistic == "median":
-        return np.nanmedian(block, axis=1) if not np.isfinite(block).all() else np.median(block, axis=1)
-    if statistic == "mean":
-        return np.nanmean(block, axis=1) if not np.isfinite(block).all() else np.mean(block, axis=1)
-    return _clipped_mean(block, nsigma, max_iter)
+    finite = np.isfinite(block)
+    if finite.all():
+        if statistic == "median":
+            return np.median(block, axis=1)
+        if statistic == "mean":
+            return np.mean(block, axis=1)
+    out = np.full(block.shape[0], np.nan)
+    rows = finite.any(axis=1)  # all-non-finite rows stay NaN (interpolated over by the fit)
+    if not rows.any():
+        return out
+    sub = np.where(finite[rows], block[rows], np.nan)
+    with np.errstate(invalid="ignore"):
+        if statistic == "median":
+            out[rows] = np.nanmedian(sub, axis=1)
+        elif statistic == "mean":
+            out[rows] = np.nanmean(sub, axis=1)
+        else:
+            out[rows] = _clipped_mean(sub, nsigma, max_iter)
+    return out
 
 
 def _fit_profile(
