@@ -17,6 +17,12 @@ def test_run_demo_tiny_writes_report(tmp_path):
     assert saved["stages"]["sim"]["exposures"] == 8
     # the simulator's own consistency numbers are in the report, and sensible
     assert abs(saved["stages"]["sim"]["blank_sky_variance_ratio_median"] - 1) < 0.05
+    # the stages that exist are chained and give sane numbers (their own tests hold the
+    # acceptance criteria; this checks the wiring)
+    isr = saved["stages"]["isr"]
+    assert abs(isr["blank_mean_residual_sigma"]) < 0.1 and abs(isr["blank_residual_rms_over_expected"] - 1) < 0.05
+    ext = saved["stages"]["source_extraction"]
+    assert ext["detections"] > 0 and ext["completeness_bright"] > 0.8
     for f in metrics["figures"]:
         png = tmp_path / f
         assert png.stat().st_size > 10_000 and png.read_bytes()[:4] == b"\x89PNG"
