@@ -37,8 +37,10 @@ __all__ = [
 
 #: The survey bands.
 SURVEY_BANDS = ("u", "g", "r", "i", "z", "y")
-#: Gaia DR3 reference epoch J2016.0 as MJD (TAI).
-GAIA_DR3_EPOCH_MJD = 57388.0
+#: Gaia DR3 reference epoch J2016.0 as MJD: 2016-01-01T12:00 TT = MJD 57388.5 (the
+#: simulator's reference catalogs use their own stated ``epoch`` column, 57388.0 by
+#: default; half a day of proper motion is < 0.2 mas for 100 mas/yr).
+GAIA_DR3_EPOCH_MJD = 57388.5
 #: Radii (pixels) of the registered circular apertures ``ap_flux_r<R>``.
 APERTURE_RADII = (3, 5, 8, 12, 17)
 
@@ -416,7 +418,7 @@ def _refcat_astrometric() -> dict[str, ColumnSpec]:
         _spec("pmdec_err", u.mas / u.yr, "f8", "1-sigma error of pmdec"),
         _spec("parallax", u.mas, "f8", "parallax"),
         _spec("parallax_err", u.mas, "f8", "1-sigma error of parallax"),
-        _spec("epoch", u.d, "f8", "epoch of ra/dec as MJD (TAI); Gaia DR3 is 57388.0"),
+        _spec("epoch", u.d, "f8", "epoch of ra/dec as MJD (TAI); Gaia DR3 (J2016.0) is 57388.5"),
         _spec("g_mag", u.mag, "f8", "broad-band (Gaia-G-like) magnitude"),
     ]
     return {c.name: c for c in cols}
