@@ -1316,23 +1316,27 @@ def _smooth_at(image, bad, kern, hk, px, py):
     """Normalised convolution of the image with ``kern`` (size 2 hk + 1) at pixel (px, py).
 
     Bad and off-image pixels are skipped and the kernel renormalised over the rest.
-    Returns (value, used kernel weight, maximum excluded kernel weight).
+    Returns (value, used kernel weight, off-image kernel weight, bad-pixel kernel weight).
     """
     ny, nx = image.shape
     s = 0.0
     wsum = 0.0
     wout = 0.0
+    wbad = 0.0
     for j in range(-hk, hk + 1):
         y = py + j
         for i in range(-hk, hk + 1):
             x = px + i
             w = kern[j + hk, i + hk]
-            if y < 0 or y >= ny or x < 0 or x >= nx or _is_bad(bad, image, y, x):
+            if y < 0 or y >= ny or x < 0 or x >= nx:
                 wout += w
+                continue
+            if _is_bad(bad, image, y, x):
+                wbad += w
                 continue
             s += w * image[y, x]
             wsum += w
-    return s, wsum, wout
+    return s, wsum, wout, wbad
 
 
 @njit(nogil=True, cache=True)
@@ -1375,14 +1379,17 @@ def _sdss_centroids(image, bad, var_mode, var, var_scalar, xs, ys, sigmas, lsq, 
             continue
         # climb to the local maximum of the smoothed image
         moved = 0
-        wtot = 0.0
+        wedge = 0.0
+        wmask = 0.0
         for it in range(2 * max_move + 2):
-            wtot = 0.0
+            wedge = 0.0
+            wmask = 0.0
             for j in range(-1, 2):
                 for q in range(-1, 2):
-                    s, ws, wo = _smooth_at(image, bad, kern, hk, px + q, py + j)
+                    s, ws, wo, wb = _smooth_at(image, bad, kern, hk, px + q, py + j)
                     vals[(j + 1) * 3 + (q + 1)] = s / ws if ws > 0.0 else math.nan
-                    wtot = max(wtot, wo / (ws + wo))
+                    wedge = max(wedge, wo)
+                    wmask = max(wmask, wb)
             best = 4
             for q in range(9):
                 if vals[q] > vals[best]:
@@ -1397,7 +1404,9 @@ def _sdss_centroids(image, bad, var_mode, var, var_scalar, xs, ys, sigmas, lsq, 
         if moved > max_move or px < 0 or px >= nx or py < 0 or py >= ny:
             out[i, 5] = F_SHIFT | F_NOT_A_PEAK
             continue
-        if wtot > 0.0:
+        if wedge > 0.0:
+            flags |= F_EDGE
+        if wmask > 0.0:
             flags |= F_MASKED
         usable = True
         for q in range(9):
@@ -1453,7 +1462,7 @@ def _sdss_centroids(image, bad, var_mode, var, var_scalar, xs, ys, sigmas, lsq, 
         gym = np.zeros((m, m))
         for j in range(-1, 2):
             for q in range(-1, 2):
-                s, ws, wo = _smooth_at(image, bad, kern, hk, px + q, py + j)
+                s, ws, wo, wb = _smooth_at(image, bad, kern, hk, px + q, py + j)
                 idx = (j + 1) * 3 + (q + 1)
                 for jj in range(-hk, hk + 1):
                     yy = py + j + jj

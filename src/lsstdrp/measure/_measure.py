@@ -26,7 +26,7 @@ from ..core import (
 )
 from . import _kernels as K
 from ._aperture import _pack
-from ._centroid import _LSQ, psf_sigma
+from ._centroid import _LSQ
 from ._hsm import _psf_stack, _regauss_core
 from ._inputs import _empty_like, _Pixels
 from ._moments import _run
@@ -310,7 +310,14 @@ def measure_sources(
         _set(cat, "significance", src["significance"])
 
     # 1. centroids ------------------------------------------------------------------------
-    sig = psf_sigma(psf, x_in, y_in)
+    # the PSF moments at the input positions (within a pixel of the centroids) serve both
+    # the smoothing width and the psf_shape columns: one psf.moments call per source
+    pm = np.full((n, 3), np.nan)
+    for i, (xi, yi) in enumerate(zip(x_in.tolist(), y_in.tolist())):
+        if math.isfinite(xi) and math.isfinite(yi):
+            pm[i] = psf.moments(xi, yi)
+    with np.errstate(invalid="ignore"):
+        sig = (pm[:, 0] * pm[:, 1] - pm[:, 2] ** 2) ** 0.25
     sig_ok = np.where(np.isfinite(sig) & (sig > 0), sig, np.nanmedian(sig) if np.any(np.isfinite(sig)) else 1.5)
     if centroid == "sdss":
         cout = np.empty((n, 6))
@@ -340,10 +347,6 @@ def measure_sources(
     _set(cat, "peak_value", src["peak_value"] if "peak_value" in src else peak)
 
     # 2. adaptive moments and the PSF's ---------------------------------------------------
-    pm = np.full((n, 3), np.nan)
-    for i, (xi, yi) in enumerate(zip(x.tolist(), y.tolist())):
-        if math.isfinite(xi) and math.isfinite(yi):
-            pm[i] = psf.moments(xi, yi)
     _set(cat, "psf_shape_xx", pm[:, 0])
     _set(cat, "psf_shape_yy", pm[:, 1])
     _set(cat, "psf_shape_xy", pm[:, 2])
