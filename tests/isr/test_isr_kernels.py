@@ -103,33 +103,72 @@ def ref_bleed(image, sat, threshold):
 
 
 # -- tests -----------------------------------------------------------------------------------
-def test_cr_stats_matches_reference():
+def test_cr_candidates_and_stats_match_reference():
     rng = np.random.default_rng(0)
     r = rng.normal(0, 1, (23, 31))
     r[5, 7] += 30.0
     r[10:12, 20] += 12.0
+    r[0, 3] += 20.0  # at the edge: reflected neighbours
     var = rng.uniform(0.5, 2.0, r.shape)
     excl = (rng.uniform(size=r.shape) < 0.05).astype(np.uint8)
-    cr = np.zeros_like(excl)
-    cr[0, 0] = 1
+    flag = np.zeros_like(excl)
+    flag[5, 8] = 1
     rho = np.array([0.8, 0.75, 0.6, 0.62])
-    s_out = np.empty_like(r)
-    z_out = np.empty_like(r)
-    n = K._cr_stats(r, var, excl, cr, rho, 0.05, 1.0, s_out, z_out)
-    count = 0
+    ys, xs, sz = K._cr_candidates(r, var, excl, flag, rho, 0.05, 1.0, 0.5)
+    ref = []
     for y in range(r.shape[0]):
         for x in range(r.shape[1]):
-            if excl[y, x] or cr[y, x] or r[y, x] <= 0:
-                assert s_out[y, x] == -np.inf
+            if excl[y, x] or flag[y, x] or r[y, x] <= 0:
                 continue
             s = r[y, x] / math.sqrt(var[y, x])
-            assert s_out[y, x] == pytest.approx(s, rel=1e-12)
-            if s > 1.0:
-                count += 1
-                assert z_out[y, x] == pytest.approx(ref_zmax(r, var, excl, y, x, rho, 0.05), rel=1e-12)
-            else:
-                assert z_out[y, x] == -np.inf
-    assert n == count
+            z = ref_zmax(r, var, excl, y, x, rho, 0.05)
+            if s > 1.0 and z > 0.5:
+                ref.append((y, x, s, z))
+    assert [(a, b) for a, b, *_ in ref] == list(zip(ys.tolist(), xs.tolist(), strict=True))
+    np.testing.assert_allclose(sz, np.array([(s, z) for *_, s, z in ref]), rtol=1e-12)
+    assert (0, 3) in set(zip(ys.tolist(), xs.tolist(), strict=True))
+    out = np.empty((ys.size, 2))
+    K._cr_stats_at(r, var, excl, ys, xs, rho, 0.05, out)
+    np.testing.assert_allclose(out, sz, rtol=1e-12)
+
+
+def test_local_median_clusters_and_neighbours():
+    rng = np.random.default_rng(4)
+    r = rng.normal(0, 1, (12, 14))
+    excl = np.zeros(r.shape, np.uint8)
+    excl[3, 3] = 1
+    flag = np.zeros(r.shape, np.uint8)
+    flag[4, 4] = 1
+    ys = np.array([0, 4, 11])
+    xs = np.array([0, 3, 13])
+    med = np.empty(3)
+    K._local_median_at(r, excl, flag, ys, xs, 2, med)
+    for k, (y, x) in enumerate(zip(ys, xs, strict=True)):
+        box = r[max(y - 2, 0) : y + 3, max(x - 2, 0) : x + 3]
+        good = (excl[max(y - 2, 0) : y + 3, max(x - 2, 0) : x + 3] == 0) & (flag[max(y - 2, 0) : y + 3, max(x - 2, 0) : x + 3] == 0)
+        assert med[k] == np.median(box[good])
+    pts = np.zeros((12, 14), bool)
+    pts[[1, 2, 2, 7, 8, 11], [1, 2, 6, 5, 6, 0]] = True
+    py, px = np.nonzero(pts)
+    score = np.arange(py.size, dtype=float)
+    strong = np.zeros(py.size, bool)
+    strong[-1] = True
+    label, sums, anys = K._clusters(py, px, 14, score, strong)
+    ref, n = ndimage.label(pts, structure=np.ones((3, 3)))
+    assert len(sums) == n
+    # same partition, sums and flags per cluster
+    for lab in range(n):
+        members = label == lab
+        assert len(set(ref[py[members], px[members]])) == 1
+        assert sums[lab] == score[members].sum() and anys[lab] == strong[members].any()
+    fl = np.zeros((12, 14), np.uint8)
+    fl[2, 2] = 1
+    ny_, nx_ = K._neighbours_at(np.array([2, 2]), np.array([2, 3]), excl, fl, 2)
+    ring = ndimage.binary_dilation(np.isin(np.arange(12 * 14).reshape(12, 14), [2 * 14 + 2, 2 * 14 + 3]), np.ones((3, 3)))
+    ring &= (excl == 0)
+    ring[2, 2] = False
+    assert set(zip(ny_.tolist(), nx_.tolist(), strict=True)) == set(zip(*np.nonzero(ring), strict=True))
+    assert (fl[ring] == 2).all() and fl[2, 2] == 1
 
 
 @HYP
@@ -145,6 +184,12 @@ def test_interpolate_matches_reference(seed, frac, max_gap):
     np.testing.assert_array_equal(status, ref_status)
     np.testing.assert_allclose(out, ref, rtol=1e-12)
     np.testing.assert_array_equal(out[~bad], image[~bad])  # good pixels untouched
+    ys, xs = np.nonzero(bad)
+    vals = np.empty(ys.size)
+    ok = np.zeros(ys.size, bool)
+    K._interpolate_at(image, bad.astype(np.uint8), np.zeros(bad.shape, np.uint8), ys, xs, max_gap, vals, ok)
+    np.testing.assert_allclose(vals[ok], ref[ys, xs][ok], rtol=1e-12)
+    np.testing.assert_array_equal(ok, ref_status[ys, xs] == 1)
 
 
 def test_dilate_matches_scipy():

@@ -6,12 +6,20 @@ import dataclasses
 from typing import Any
 
 import numpy as np
-from scipy import ndimage
 
 from ..core import Exposure, InvalidInputError, MaskPlane, as_image, check_same_shape
 from ._common import check_finite_scalar, check_int, mask_and_bad
-from ._interp import _interpolate
-from ._kernels import _cr_stats, _local_median, _dilate8, _snap_grow, _snap_outliers
+from ._kernels import (
+    _clusters,
+    _cr_candidates,
+    _cr_stats_at,
+    _dilate8,
+    _interpolate_at,
+    _local_median_at,
+    _neighbours_at,
+    _snap_grow,
+    _snap_outliers,
+)
 
 __all__ = [
     "CosmicRayResult",
@@ -319,99 +327,126 @@ def detect_cosmic_rays(
     gap = check_int(max_gap, "max_gap", minimum=1)
 
     bkg = _background(img, bad, var, background)
-    r = img.astype(np.float64) - bkg
+    r = img.astype(np.float64) - bkg  # private working copy (values are swapped in place)
     v = var.astype(np.float64)
     bad |= ~np.isfinite(r) | ~np.isfinite(v)
     r[bad] = 0.0
     v[bad] = 0.0
     excl = bad.view(np.uint8)
-    cr = np.zeros(img.shape, dtype=np.uint8)
-    work = r
+    flag = np.zeros(img.shape, dtype=np.uint8)  # 1 = cosmic ray, 2 = growth ring (transient)
+    cys = np.empty(0, np.int64)
+    cxs = np.empty(0, np.int64)
     iterations = 0
-    s_map = np.empty_like(r)
-    z_map = np.empty_like(r)
-    eight = np.ones((3, 3), dtype=bool)
     for _ in range(n_iter):
-        if _cr_stats(work, v, excl, cr, rho, tol, ct, s_map, z_map) == 0:
+        with _repaired(r, excl, flag, cys, cxs, gap):
+            ys, xs, sz = _cr_candidates(r, v, excl, flag, rho, tol, ct, cs)
+            if ys.size == 0:
+                break
+            # a candidate must also stand out of its 5x5 median: thin structures do, the
+            # smooth profile of a galaxy (where noise alone makes sharp pixels) does not
+            med = np.empty(ys.size)
+            _local_median_at(r, excl, flag, ys, xs, 2, med)
+            with np.errstate(invalid="ignore"):
+                keep = (r[ys, xs] - med) > ct * np.sqrt(v[ys, xs])
+        ys, xs, sz = ys[keep], xs[keep], sz[keep]
+        if ys.size == 0:
             break
-        cand = (s_map > ct) & (z_map > cs)
-        if not cand.any():
-            break
-        # a candidate must also stand out of its 5x5 median: thin structures do, the
-        # smooth profile of a galaxy (where noise alone makes sharp-looking pixels) does not
-        med = np.zeros_like(work)
-        _local_median(work, excl | cr, cand.view(np.uint8), 2, med)
-        with np.errstate(invalid="ignore"):
-            cand &= (work - med) > ct * np.sqrt(v)
-        labels, nlab = ndimage.label(cand, structure=eight)
-        strong = cand & (s_map > t) & (z_map > s)
-        idx = np.arange(1, nlab + 1)
-        zsum = ndimage.sum_labels(np.where(cand, z_map - cs, 0.0), labels, idx)
-        has_strong = ndimage.maximum(strong, labels, idx) > 0
-        keep = np.zeros(nlab + 1, dtype=bool)
-        keep[1:] = has_strong | (zsum >= zc)
-        new = keep[labels]
-        if not new.any():
+        strong = (sz[:, 0] > t) & (sz[:, 1] > s)
+        label, sums, anys = _clusters(ys, xs, img.shape[1], sz[:, 1] - cs, strong)
+        accept = (anys | (sums >= zc))[label]
+        ys, xs = ys[accept], xs[accept]
+        if ys.size == 0:
             break
         iterations += 1
-        front = new.view(np.uint8)
+        flag[ys, xs] = 1
+        new_y, new_x = [ys], [xs]
+        front_y, front_x = ys, xs
         for _ in range(n_dil):
-            dil = np.empty_like(front)
-            _dilate8(front, excl | cr, dil)
-            if dt is not None:
+            dy, dx = _neighbours_at(front_y, front_x, excl, flag, 1)
+            if dt is not None and dy.size:
                 with np.errstate(invalid="ignore"):
-                    dil &= (r > dt * np.sqrt(v)) | front.view(bool)
-            front = dil
-        cr |= front
+                    ok = r[dy, dx] > dt * np.sqrt(v[dy, dx])
+                flag[dy[~ok], dx[~ok]] = 0
+                dy, dx = dy[ok], dx[ok]
+            new_y.append(dy)
+            new_x.append(dx)
+            front_y, front_x = dy, dx
+        cys = np.concatenate([cys, *new_y])
+        cxs = np.concatenate([cxs, *new_x])
         for _ in range(n_grow):
-            if _grow_step(r, v, excl, cr, rho, tol, gt, gs, gap, s_map, z_map) == 0:
+            gy, gx = _grow_step(r, v, excl, flag, cys, cxs, rho, tol, gt, gs, gap)
+            if gy.size == 0:
                 break
-        repaired, _ = _interpolate(r, cr | excl, gap)
-        work = np.where(cr.view(bool), repaired, r)
-    crb = cr.view(bool)
+            cys = np.concatenate([cys, gy])
+            cxs = np.concatenate([cxs, gx])
+    crb = flag.view(bool)
     m[crb] |= np.uint32(MaskPlane.CR)
-    if repair and crb.any():
-        fixed, status = _interpolate(img.astype(np.float64), crb | bad, gap)
-        use = crb & (status == 1)
-        out_img = img.copy()
-        out_img[use] = fixed[use].astype(img.dtype)
-        m[use] |= np.uint32(MaskPlane.INTRP)
-    else:
-        out_img = img if img is not image else img.copy()
-    n_regions = int(ndimage.label(crb, structure=np.ones((3, 3)))[1]) if crb.any() else 0
+    out_img = img.copy()
+    if repair and cys.size:
+        vals = np.empty(cys.size)
+        ok = np.zeros(cys.size, np.bool_)
+        _interpolate_at(r, excl, flag, cys, cxs, gap, vals, ok)
+        b = bkg if np.ndim(bkg) == 0 else bkg[cys[ok], cxs[ok]]
+        out_img[cys[ok], cxs[ok]] = (vals[ok] + b).astype(img.dtype)
+        m[cys[ok], cxs[ok]] |= np.uint32(MaskPlane.INTRP)
+    n_regions = 0
+    if cys.size:
+        order = np.lexsort((cxs, cys))
+        lab, _, _ = _clusters(cys[order], cxs[order], img.shape[1], np.zeros(cys.size), np.zeros(cys.size, np.bool_))
+        n_regions = int(lab.max()) + 1
     return CosmicRayResult(
         image=out_img,
         mask=m,
         cr=crb.copy(),
-        n_pixels=int(np.count_nonzero(crb)),
+        n_pixels=int(cys.size),
         n_regions=n_regions,
         n_iterations=iterations,
         background=bkg,
     )
 
 
+class _repaired:
+    """Context manager: the listed cosmic-ray pixels of ``r`` hold their repaired values
+    (interpolated from pixels that are neither excluded nor flagged) inside the block."""
+
+    def __init__(self, r, excl, flag, ys, xs, gap):
+        self.r, self.excl, self.flag, self.ys, self.xs, self.gap = r, excl, flag, ys, xs, gap
+
+    def __enter__(self):
+        if self.ys.size:
+            self.saved = self.r[self.ys, self.xs].copy()
+            vals = np.empty(self.ys.size)
+            ok = np.zeros(self.ys.size, np.bool_)
+            _interpolate_at(self.r, self.excl, self.flag, self.ys, self.xs, self.gap, vals, ok)
+            self.r[self.ys, self.xs] = np.where(ok, vals, self.saved)
+        return self
+
+    def __exit__(self, *exc):
+        if self.ys.size:
+            self.r[self.ys, self.xs] = self.saved
+        return False
+
+
 def _grow_step(
-    r: np.ndarray, v: np.ndarray, excl: np.ndarray, cr: np.ndarray, rho: np.ndarray, tol: float,
-    grow_threshold: float, grow_sharpness: float, gap: int, s_map: np.ndarray, z_map: np.ndarray,
-) -> int:
-    """Add to ``cr`` (in place) the ring pixels that are sharp against the repaired track.
+    r: np.ndarray, v: np.ndarray, excl: np.ndarray, flag: np.ndarray, cys: np.ndarray, cxs: np.ndarray,
+    rho: np.ndarray, tol: float, grow_threshold: float, grow_sharpness: float, gap: int,
+) -> tuple[np.ndarray, np.ndarray]:
+    """The ring pixels around the cosmic rays that are sharp against the repaired track.
 
     The cosmic-ray pixels are replaced by an interpolation from beyond the one-pixel
     ring around them (so a ring pixel never props up its own reference), and a ring
-    pixel is added when it is above ``grow_threshold`` sigma and sharper than the PSF
-    by ``grow_sharpness`` sigma against that reference.
+    pixel is added (``flag = 1``) when it is above ``grow_threshold`` sigma and sharper
+    than the PSF by ``grow_sharpness`` sigma against that reference.
     """
-    ring = np.empty_like(cr)
-    _dilate8(cr, excl, ring)
-    ring_only = ring.view(bool) & ~cr.view(bool)
-    if not ring_only.any():
-        return 0
-    rep, _ = _interpolate(r, ring | excl, gap)
-    w = np.where(cr.view(bool), rep, r)
-    _cr_stats(w, v, excl, cr, rho, tol, grow_threshold, s_map, z_map)
-    add = ring_only & (s_map > grow_threshold) & (z_map > grow_sharpness)
-    cr[add] = 1
-    return int(np.count_nonzero(add))
+    ry, rx = _neighbours_at(cys, cxs, excl, flag, 2)
+    if ry.size == 0:
+        return ry, rx
+    with _repaired(r, excl, flag, cys, cxs, gap):
+        sz = np.empty((ry.size, 2))
+        _cr_stats_at(r, v, excl, ry, rx, rho, tol, sz)
+    add = (sz[:, 0] > grow_threshold) & (sz[:, 1] > grow_sharpness)
+    flag[ry, rx] = np.where(add, 1, 0).astype(np.uint8)
+    return ry[add], rx[add]
 
 
 def _as_snap(snap: Any, name: str) -> Exposure:

@@ -74,58 +74,167 @@ def _cr_zmax(r, var, excl, y, x, rho, tol):  # pragma: no cover - compiled
 
 
 @numba.njit(cache=True, nogil=True)
-def _cr_stats(r, var, excl, cr, rho, tol, low, s_out, z_out):  # pragma: no cover - compiled
-    """Per-pixel significance ``s = r / sqrt(var)`` and sharpness ``z`` (see :func:`_cr_zmax`).
-
-    ``z`` is computed only where ``s > low`` (else -inf); excluded and already-flagged
-    pixels get ``s = z = -inf``. Returns the number of pixels with ``s > low``.
-    """
-    ny, nx = r.shape
-    n = 0
-    for y in range(ny):
-        for x in range(nx):
-            s_out[y, x] = -np.inf
-            z_out[y, x] = -np.inf
-            if excl[y, x] or cr[y, x]:
-                continue
-            v0 = var[y, x]
-            r0 = r[y, x]
-            if v0 <= 0.0 or r0 <= 0.0:
-                continue
-            sv = r0 / math.sqrt(v0)
-            s_out[y, x] = sv
-            if sv > low:
-                z_out[y, x] = _cr_zmax(r, var, excl, y, x, rho, tol)
-                n += 1
-    return n
+def _grow_buffers(ys, xs, vals, n):  # pragma: no cover - compiled
+    """Double the capacity of the (ys, xs, vals) buffers holding ``n`` entries."""
+    cap = 2 * ys.size
+    ny = np.empty(cap, np.int64)
+    nx = np.empty(cap, np.int64)
+    nv = np.empty((cap, vals.shape[1]), np.float64)
+    ny[:n] = ys[:n]
+    nx[:n] = xs[:n]
+    nv[:n] = vals[:n]
+    return ny, nx, nv
 
 
 @numba.njit(cache=True, nogil=True)
-def _local_median(r, excl, sel, half, out):  # pragma: no cover - compiled
-    """``out[y, x]`` = median of the non-excluded pixels of the (2 half + 1)^2 box, at ``sel`` pixels.
+def _cr_candidates(r, var, excl, flag, rho, tol, low, zlow):  # pragma: no cover - compiled
+    """Pixels with significance ``s = r / sqrt(var) > low`` and sharpness ``z > zlow``.
 
-    Elsewhere ``out`` is left untouched; where the box has no usable pixel it is NaN.
+    Excluded pixels and pixels with ``flag != 0`` are skipped. Returns ``(ys, xs, sz)``
+    in scan order (row-major), ``sz[:, 0] = s`` and ``sz[:, 1] = z`` (see
+    :func:`_cr_zmax`).
     """
     ny, nx = r.shape
-    buf = np.empty((2 * half + 1) * (2 * half + 1))
+    ys = np.empty(1024, np.int64)
+    xs = np.empty(1024, np.int64)
+    sz = np.empty((1024, 2), np.float64)
+    n = 0
+    lim2 = low * low
     for y in range(ny):
         for x in range(nx):
-            if not sel[y, x]:
+            r0 = r[y, x]
+            if r0 <= 0.0 or excl[y, x] or flag[y, x]:
                 continue
-            n = 0
-            for yy in range(max(y - half, 0), min(y + half + 1, ny)):
-                for xx in range(max(x - half, 0), min(x + half + 1, nx)):
-                    if not excl[yy, xx]:
-                        buf[n] = r[yy, xx]
-                        n += 1
-            if n == 0:
-                out[y, x] = np.nan
+            v0 = var[y, x]
+            if v0 <= 0.0 or r0 * r0 <= lim2 * v0:
                 continue
-            v = np.sort(buf[:n])
-            if n % 2 == 1:
-                out[y, x] = v[n // 2]
-            else:
-                out[y, x] = 0.5 * (v[n // 2 - 1] + v[n // 2])
+            z = _cr_zmax(r, var, excl, y, x, rho, tol)
+            if z <= zlow:
+                continue
+            if n == ys.size:
+                ys, xs, sz = _grow_buffers(ys, xs, sz, n)
+            ys[n] = y
+            xs[n] = x
+            sz[n, 0] = r0 / math.sqrt(v0)
+            sz[n, 1] = z
+            n += 1
+    return ys[:n], xs[:n], sz[:n]
+
+
+@numba.njit(cache=True, nogil=True)
+def _cr_stats_at(r, var, excl, ys, xs, rho, tol, out):  # pragma: no cover - compiled
+    """``out[k] = (s, z)`` of the listed pixels (``s = -inf`` where var <= 0)."""
+    for k in range(ys.size):
+        y = ys[k]
+        x = xs[k]
+        v0 = var[y, x]
+        if v0 <= 0.0:
+            out[k, 0] = -np.inf
+            out[k, 1] = -np.inf
+            continue
+        out[k, 0] = r[y, x] / math.sqrt(v0)
+        out[k, 1] = _cr_zmax(r, var, excl, y, x, rho, tol)
+
+
+@numba.njit(cache=True, nogil=True)
+def _local_median_at(r, excl, flag, ys, xs, half, out):  # pragma: no cover - compiled
+    """``out[k]`` = median of the usable pixels (not excluded, flag 0) of the
+    (2 half + 1)^2 box around each listed pixel (NaN when there is none)."""
+    ny, nx = r.shape
+    buf = np.empty((2 * half + 1) * (2 * half + 1))
+    for k in range(ys.size):
+        y = ys[k]
+        x = xs[k]
+        n = 0
+        for yy in range(max(y - half, 0), min(y + half + 1, ny)):
+            for xx in range(max(x - half, 0), min(x + half + 1, nx)):
+                if not excl[yy, xx] and not flag[yy, xx]:
+                    buf[n] = r[yy, xx]
+                    n += 1
+        if n == 0:
+            out[k] = np.nan
+            continue
+        v = np.sort(buf[:n])
+        out[k] = v[n // 2] if n % 2 == 1 else 0.5 * (v[n // 2 - 1] + v[n // 2])
+
+
+@numba.njit(cache=True, nogil=True)
+def _find_sorted(keys, key):  # pragma: no cover - compiled
+    """Index of ``key`` in the sorted array ``keys``, or -1."""
+    i = np.searchsorted(keys, key)
+    if i < keys.size and keys[i] == key:
+        return i
+    return -1
+
+
+@numba.njit(cache=True, nogil=True)
+def _clusters(ys, xs, nx, score, strong):  # pragma: no cover - compiled
+    """8-connected clusters of the listed pixels (given in scan order).
+
+    Returns ``(label, sums, any_strong)``: the cluster index of every pixel, and per
+    cluster the sum of ``score`` and whether any pixel has ``strong``.
+    """
+    n = ys.size
+    keys = ys * nx + xs
+    label = np.full(n, -1, np.int64)
+    sums = np.empty(n, np.float64)
+    anys = np.zeros(n, np.bool_)
+    stack = np.empty(n, np.int64)
+    nlab = 0
+    for start in range(n):
+        if label[start] >= 0:
+            continue
+        label[start] = nlab
+        sums[nlab] = 0.0
+        top = 0
+        stack[top] = start
+        top += 1
+        while top > 0:
+            top -= 1
+            k = stack[top]
+            sums[nlab] += score[k]
+            if strong[k]:
+                anys[nlab] = True
+            for dy in (-1, 0, 1):
+                for dx in (-1, 0, 1):
+                    if dy == 0 and dx == 0:
+                        continue
+                    yy = ys[k] + dy
+                    xx = xs[k] + dx
+                    if yy < 0 or xx < 0 or xx >= nx:
+                        continue
+                    j = _find_sorted(keys, yy * nx + xx)
+                    if j >= 0 and label[j] < 0:
+                        label[j] = nlab
+                        stack[top] = j
+                        top += 1
+        nlab += 1
+    return label, sums[:nlab], anys[:nlab]
+
+
+@numba.njit(cache=True, nogil=True)
+def _neighbours_at(ys, xs, excl, flag, value):  # pragma: no cover - compiled
+    """The 8-neighbours of the listed pixels with ``flag == 0`` that are not excluded;
+    each is set to ``flag = value`` and returned once, as ``(ys, xs)``."""
+    ny, nx = flag.shape
+    oy = np.empty(1024, np.int64)
+    ox = np.empty(1024, np.int64)
+    dummy = np.empty((1024, 1), np.float64)
+    n = 0
+    for k in range(ys.size):
+        y = ys[k]
+        x = xs[k]
+        for yy in range(max(y - 1, 0), min(y + 2, ny)):
+            for xx in range(max(x - 1, 0), min(x + 2, nx)):
+                if flag[yy, xx] or excl[yy, xx]:
+                    continue
+                flag[yy, xx] = value
+                if n == oy.size:
+                    oy, ox, dummy = _grow_buffers(oy, ox, dummy, n)
+                oy[n] = yy
+                ox[n] = xx
+                n += 1
+    return oy[:n], ox[:n]
 
 
 @numba.njit(cache=True, nogil=True)
@@ -198,6 +307,80 @@ def _snap_grow(d, vd, excl, flag, nsigma, sign):  # pragma: no cover - compiled
 
 
 @numba.njit(cache=True, nogil=True)
+def _interp_pixel(image, bad_a, bad_b, y, x, max_gap):  # pragma: no cover - compiled
+    """Interpolated value at (y, x) from pixels good in both ``bad_a`` and ``bad_b``.
+
+    Returns ``(value, ok)``; see :func:`_interpolate_masked` for the rule.
+    """
+    ny, nx = image.shape
+    xl = -1
+    for k in range(1, max_gap + 1):
+        if x - k < 0:
+            break
+        if not bad_a[y, x - k] and not bad_b[y, x - k]:
+            xl = x - k
+            break
+    xr = -1
+    for k in range(1, max_gap + 1):
+        if x + k >= nx:
+            break
+        if not bad_a[y, x + k] and not bad_b[y, x + k]:
+            xr = x + k
+            break
+    yl = -1
+    for k in range(1, max_gap + 1):
+        if y - k < 0:
+            break
+        if not bad_a[y - k, x] and not bad_b[y - k, x]:
+            yl = y - k
+            break
+    yr = -1
+    for k in range(1, max_gap + 1):
+        if y + k >= ny:
+            break
+        if not bad_a[y + k, x] and not bad_b[y + k, x]:
+            yr = y + k
+            break
+    big = 1 << 30
+    span_x = big
+    est_x = 0.0
+    if xl >= 0 and xr >= 0:
+        span_x = xr - xl
+        w = (x - xl) / span_x
+        est_x = (1.0 - w) * image[y, xl] + w * image[y, xr]
+    span_y = big
+    est_y = 0.0
+    if yl >= 0 and yr >= 0:
+        span_y = yr - yl
+        w = (y - yl) / span_y
+        est_y = (1.0 - w) * image[yl, x] + w * image[yr, x]
+    if span_x < big or span_y < big:
+        if span_x < span_y:
+            return est_x, True
+        if span_y < span_x:
+            return est_y, True
+        return 0.5 * (est_x + est_y), True
+    # one-sided (image edge): the nearest good pixel among the four
+    best = big
+    val = 0.0
+    if xl >= 0 and x - xl < best:
+        best = x - xl
+        val = image[y, xl]
+    if xr >= 0 and xr - x < best:
+        best = xr - x
+        val = image[y, xr]
+    if yl >= 0 and y - yl < best:
+        best = y - yl
+        val = image[yl, x]
+    if yr >= 0 and yr - y < best:
+        best = yr - y
+        val = image[yr, x]
+    if best < big:
+        return val, True
+    return image[y, x], False
+
+
+@numba.njit(cache=True, nogil=True)
 def _interpolate_masked(image, bad, max_gap, out, status):  # pragma: no cover - compiled
     """Linear interpolation over ``bad`` pixels along the row or the column.
 
@@ -218,76 +401,18 @@ def _interpolate_masked(image, bad, max_gap, out, status):  # pragma: no cover -
         for x in range(nx):
             if not bad[y, x]:
                 continue
-            # along the row
-            xl = -1
-            for k in range(1, max_gap + 1):
-                if x - k < 0:
-                    break
-                if not bad[y, x - k]:
-                    xl = x - k
-                    break
-            xr = -1
-            for k in range(1, max_gap + 1):
-                if x + k >= nx:
-                    break
-                if not bad[y, x + k]:
-                    xr = x + k
-                    break
-            yl = -1
-            for k in range(1, max_gap + 1):
-                if y - k < 0:
-                    break
-                if not bad[y - k, x]:
-                    yl = y - k
-                    break
-            yr = -1
-            for k in range(1, max_gap + 1):
-                if y + k >= ny:
-                    break
-                if not bad[y + k, x]:
-                    yr = y + k
-                    break
-            span_x = 1 << 30
-            est_x = 0.0
-            if xl >= 0 and xr >= 0:
-                span_x = xr - xl
-                w = (x - xl) / span_x
-                est_x = (1.0 - w) * image[y, xl] + w * image[y, xr]
-            span_y = 1 << 30
-            est_y = 0.0
-            if yl >= 0 and yr >= 0:
-                span_y = yr - yl
-                w = (y - yl) / span_y
-                est_y = (1.0 - w) * image[yl, x] + w * image[yr, x]
-            if span_x < (1 << 30) or span_y < (1 << 30):
-                if span_x < span_y:
-                    out[y, x] = est_x
-                elif span_y < span_x:
-                    out[y, x] = est_y
-                else:
-                    out[y, x] = 0.5 * (est_x + est_y)
-                status[y, x] = 1
-                continue
-            # one-sided: nearest good pixel among the four
-            best = 1 << 30
-            val = 0.0
-            if xl >= 0 and x - xl < best:
-                best = x - xl
-                val = image[y, xl]
-            if xr >= 0 and xr - x < best:
-                best = xr - x
-                val = image[y, xr]
-            if yl >= 0 and y - yl < best:
-                best = y - yl
-                val = image[yl, x]
-            if yr >= 0 and yr - y < best:
-                best = yr - y
-                val = image[yr, x]
-            if best < (1 << 30):
-                out[y, x] = val
-                status[y, x] = 1
-            else:
-                status[y, x] = 2
+            v, ok = _interp_pixel(image, bad, bad, y, x, max_gap)
+            out[y, x] = v
+            status[y, x] = 1 if ok else 2
+
+
+@numba.njit(cache=True, nogil=True)
+def _interpolate_at(image, bad_a, bad_b, ys, xs, max_gap, out, ok):  # pragma: no cover - compiled
+    """:func:`_interp_pixel` at the listed pixels (bad = ``bad_a`` or ``bad_b``)."""
+    for k in range(ys.size):
+        v, good = _interp_pixel(image, bad_a, bad_b, ys[k], xs[k], max_gap)
+        out[k] = v
+        ok[k] = good
 
 
 # ---------------------------------------------------------------------------------------
