@@ -275,6 +275,7 @@ def _sum_circle_one(image, bad, var_mode, var, var_scalar, x, y, r, subpix, out)
     iy0 = int(math.floor(y - r + 0.5))
     iy1 = int(math.floor(y + r + 0.5))
     r2 = r * r
+    hasbad = bad.shape[0] > 0
     for iy in range(iy0, iy1 + 1):
         dy = iy - y
         y0 = dy - 0.5
@@ -321,13 +322,23 @@ def _sum_circle_one(image, bad, var_mode, var, var_scalar, x, y, r, subpix, out)
                 continue
             if not (inside_y and 0 <= ix < nx):
                 flags |= F_EDGE
-            elif _is_bad_v(bad, image, var_mode, var, iy, ix):
+                continue
+            if hasbad and bad[iy, ix] != 0:
                 flags |= F_MASKED
-            else:
-                flux += w * image[iy, ix]
-                if var_mode == 2:
-                    fvar += w * var[iy, ix]
-                area += w
+                continue
+            pix = image[iy, ix]
+            if var_mode == 2:
+                v = var[iy, ix]
+                # finite pixel, finite non-negative variance (x - x == 0 is False for inf, nan)
+                if not (pix - pix == 0.0 and v >= 0.0 and v - v == 0.0):
+                    flags |= F_MASKED
+                    continue
+                fvar += w * v
+            elif not (pix - pix == 0.0):
+                flags |= F_MASKED
+                continue
+            flux += w * pix
+            area += w
     if var_mode == 1:
         fvar = area * var_scalar
     if area <= 0.0:
@@ -747,6 +758,7 @@ def _ellipmom1(image, bad, bx0, bx1, by0, by1, x0, y0, mxx, mxy, myy, nsig2, sum
     cyy = 0.0
     r4 = 0.0
     wbad = 0.0
+    hasbad = bad.shape[0] > 0
     for y in range(ylo, yhi + 1):
         dy = y - y0
         xlo = bx0
@@ -770,11 +782,12 @@ def _ellipmom1(image, bad, bx0, bx1, by0, by1, x0, y0, mxx, mxy, myy, nsig2, sum
         ratio = math.exp(-0.5 * (t2 + ixx * (2.0 * dx + 1.0)))
         rstep = math.exp(-ixx)
         for x in range(xlo, xhi + 1):
-            if _is_bad(bad, image, y, x):
+            pix = image[y, x]
+            if (hasbad and bad[y, x] != 0) or not (pix - pix == 0.0):
                 if rho2 < 9.0:
                     wbad += w
             else:
-                iw = w * image[y, x]
+                iw = w * pix
                 A += iw
                 bx += iw * dx
                 by += iw * dy
@@ -892,13 +905,15 @@ def _admom_one(image, bad, bx0, bx1, by0, by1, x0, y0, mxx, mxy, myy, nsig2, tol
             converged = True
             break
         # relaxation: on noisy images the map can overshoot (derivative near -1) and
-        # oscillate; halve the step while successive steps point backwards, restore it
-        # while they agree. The fixed point is unchanged.
+        # oscillate; halve the step while successive steps reverse without shrinking by
+        # half, restore it otherwise. The fixed point is unchanged.
         dot = dx * pdx + dy * pdy + dxx * pdxx + dxy * pdxy + dyy * pdyy
-        if dot < 0.0:
+        n2 = dx * dx + dy * dy + dxx * dxx + dxy * dxy + dyy * dyy
+        p2 = pdx * pdx + pdy * pdy + pdxx * pdxx + pdxy * pdxy + pdyy * pdyy
+        if dot < 0.0 and n2 > 0.25 * p2:  # reversing without shrinking: oscillation
             lam = max(0.5 * lam, 0.0625)
         else:
-            lam = min(1.5 * lam, 1.0)
+            lam = min(2.0 * lam, 1.0)
         pdx, pdy, pdxx, pdxy, pdyy = dx, dy, dxx, dxy, dyy
         dx *= lam
         dy *= lam
