@@ -259,7 +259,7 @@ def test_clean_kernel_matches_plain_loop():
     npix = rng.integers(5, 50, n)
     thr = np.full(n, F32(1.0))
     mth = rng.uniform(0, 5, n).astype(np.float32)
-    got = K._clean(mx, my, a, b, cxx, cyy, cxy, abcor, flux, npix, thr, mth, 1.0)
+    got = K._clean(mx, my, a, b, cxx, cyy, cxy, abcor, flux, npix, thr, mth, 1.0, np.argsort(mx, kind="stable"))
 
     def params(i):
         unit = math.pi * float(a[i]) * float(b[i])

@@ -30,6 +30,66 @@ QUANTIF_AMIN = 4.0
 
 
 # ---------------------------------------------------------------------------------------
+# small helpers (hand-written instead of numba's generic sort/median: much faster to
+# compile, and the arrays they see are short)
+# ---------------------------------------------------------------------------------------
+
+
+@numba.njit(cache=True, nogil=True)
+def _insertion_sort(v, n):  # pragma: no cover - compiled
+    """Sort ``v[:n]`` in place (ascending)."""
+    for i in range(1, n):
+        x = v[i]
+        j = i - 1
+        while j >= 0 and v[j] > x:
+            v[j + 1] = v[j]
+            j -= 1
+        v[j + 1] = x
+
+
+@numba.njit(cache=True, nogil=True)
+def _select(v, n, k):  # pragma: no cover - compiled
+    """The k-th smallest of ``v[:n]`` (0-based), by in-place quickselect."""
+    lo = 0
+    hi = n - 1
+    while hi > lo:
+        mid = (lo + hi) // 2
+        # median of three as pivot
+        a, b, c = v[lo], v[mid], v[hi]
+        pivot = b if (a <= b <= c or c <= b <= a) else (a if (b <= a <= c or c <= a <= b) else c)
+        i = lo
+        j = hi
+        while i <= j:
+            while v[i] < pivot:
+                i += 1
+            while v[j] > pivot:
+                j -= 1
+            if i <= j:
+                t = v[i]
+                v[i] = v[j]
+                v[j] = t
+                i += 1
+                j -= 1
+        if k <= j:
+            hi = j
+        elif k >= i:
+            lo = i
+        else:
+            return v[k]
+    return v[k]
+
+
+@numba.njit(cache=True, nogil=True)
+def _median(v, n):  # pragma: no cover - compiled
+    """Median of ``v[:n]`` (mean of the two middle values if n is even); reorders v."""
+    if n % 2:
+        return _select(v, n, n // 2)
+    a = _select(v, n, n // 2 - 1)
+    b = _select(v, n, n // 2)
+    return 0.5 * (a + b)
+
+
+# ---------------------------------------------------------------------------------------
 # mesh statistics
 # ---------------------------------------------------------------------------------------
 
@@ -208,7 +268,7 @@ def _sextractor_mesh(image, bad, has_bad, y0, y1, x0, x1, histo, c0, c1, c2, bin
         c2[i + 1] = c2[i] + hv * i * i
     # iterative clipped histogram mean / median (SExtractor's backguess)
     nlm1 = nlevels - 1
-    lo_cut = 0
+    lo_cut = np.int64(0)  # np.int64, not a literal: one compiled signature of the callees
     hi_cut = nlm1
     sig = 10.0 * nlm1
     sig1 = 1.0
@@ -311,7 +371,7 @@ def _mesh_stats_clipped(image, bad, has_bad, bh, bw, min_good_fraction, kind, ns
         for i in range(nx):
             x0 = i * bw
             x1 = min(x0 + bw, w)
-            n = 0
+            n = np.int64(0)
             for y in range(y0, y1):
                 for x in range(x0, x1):
                     if not (has_bad and bad[y, x]):
@@ -329,7 +389,7 @@ def _mesh_stats_clipped(image, bad, has_bad, bh, bw, min_good_fraction, kind, ns
             for it in range(n_iter + 1):
                 for k in range(n):
                     work[k] = buf[k]
-                med = np.median(work[:n])
+                med = _median(work, n)
                 s = 0.0
                 for k in range(n):
                     s += buf[k]
@@ -369,8 +429,8 @@ def _mesh_stats_clipped(image, bad, has_bad, bh, bw, min_good_fraction, kind, ns
 @numba.njit(cache=True, nogil=True)
 def _median_f32(values, n):  # pragma: no cover - compiled
     """Median of ``values[:n]`` with SExtractor's float arithmetic (sorts in place)."""
-    v = values[:n]
-    v.sort()
+    v = values
+    _insertion_sort(v, n)
     if n < 2:
         return v[0]
     if n & 1:
@@ -392,7 +452,10 @@ def _fill_bad_meshes(back, sigma, valid):  # pragma: no cover - compiled
                 any_valid = True
     if not any_valid:
         return False
-    out_b = back.copy()
+    out_b = np.empty((ny, nx), dtype=np.float32)
+    for py in range(ny):
+        for px in range(nx):
+            out_b[py, px] = back[py, px]
     for py in range(ny):
         for px in range(nx):
             if valid[py, px]:
@@ -417,7 +480,9 @@ def _fill_bad_meshes(back, sigma, valid):  # pragma: no cover - compiled
                         nmin += 1
             out_b[py, px] = val / F32(nmin)
             sigma[py, px] = sval / F32(nmin)
-    back[:, :] = out_b
+    for py in range(ny):
+        for px in range(nx):
+            back[py, px] = out_b[py, px]
     return True
 
 
@@ -438,7 +503,7 @@ def _median_filter_meshes(back, sigma, fh, fw, fthresh, out_b, out_s):  # pragma
         npy2 = min(npy, ny - 1 - py, py)
         for px in range(nx):
             npx2 = min(npx, nx - 1 - px, px)
-            k = 0
+            k = np.int64(0)
             for y in range(py - npy2, py + npy2 + 1):
                 for x in range(px - npx2, px + npx2 + 1):
                     bwin[k] = back[y, x]

@@ -924,7 +924,7 @@ def extract_sextractor(
             r[:, 14].copy(), r[:, 15].copy(), r[:, 22].astype(np.float32), r[:, 23].astype(np.float32),
             r[:, 25].astype(np.float32), r[:, 26].astype(np.float32), r[:, 27].astype(np.float32),
             r[:, 28].astype(np.float32), r[:, 1].astype(np.float32), r[:, 0].astype(np.int64), othr, omth,
-            float(clean_param),
+            float(clean_param), np.argsort(r[:, 14], kind="stable"),
         )
         results, flags, othr = results[keep_rows], flags[keep_rows], othr[keep_rows]
     return _sextractor_table(results, flags, othr, meta)

@@ -80,8 +80,9 @@ def _sep_matched_filter(image, var, kernel, out):  # pragma: no cover - compiled
     num = np.empty(w, dtype=np.float32)
     den = np.empty(w, dtype=np.float32)
     for y in range(h):
-        num[:] = F32(0.0)
-        den[:] = F32(0.0)
+        for x in range(w):
+            num[x] = F32(0.0)
+            den[x] = F32(0.0)
         y0 = y - kh // 2
         for cy in range(kh):
             yy = y0 + cy
@@ -113,7 +114,8 @@ def _correlate_rows(src, taps, out):  # pragma: no cover - compiled
     r = n // 2
     acc = np.empty(w, dtype=np.float32)
     for y in range(h):
-        acc[:] = F32(0.0)
+        for x in range(w):
+            acc[x] = F32(0.0)
         for j in range(n):
             t = taps[j]
             d = j - r
@@ -136,7 +138,8 @@ def _correlate_cols_add(src, taps, out, first):  # pragma: no cover - compiled
     r = n // 2
     acc = np.empty(w, dtype=np.float32)
     for y in range(h):
-        acc[:] = F32(0.0)
+        for x in range(w):
+            acc[x] = F32(0.0)
         i0 = max(0, r - y)
         i1 = min(n, h - y + r)
         for i in range(i0, i1):
@@ -172,7 +175,8 @@ def _correlate_separable(src, col, row, out, first):  # pragma: no cover - compi
         last = min(y + r, h - 1)
         while done <= last:
             buf = ring[done % n]
-            buf[:] = F32(0.0)
+            for x in range(w):
+                buf[x] = F32(0.0)
             srow = src[done]
             for j in range(m):
                 t = row[j]
@@ -184,7 +188,8 @@ def _correlate_separable(src, col, row, out, first):  # pragma: no cover - compi
                 for k in range(hi - lo):
                     bv[k] += t * sv[k]
             done += 1
-        acc[:] = F32(0.0)
+        for x in range(w):
+            acc[x] = F32(0.0)
         i0 = max(0, r - y)
         i1 = min(n, h - y + r)
         for i in range(i0, i1):
@@ -333,8 +338,11 @@ def _component_stats(ry, rx0, rx1, run_label, n):  # pragma: no cover - compiled
     (ymax, xend) orders components as SExtractor's one-pass scan completes them.
     """
     count = np.zeros(n + 1, dtype=np.int64)
-    ymax = np.full(n + 1, -1, dtype=np.int64)
-    xend = np.full(n + 1, -1, dtype=np.int64)
+    ymax = np.empty(n + 1, dtype=np.int64)
+    xend = np.empty(n + 1, dtype=np.int64)
+    for k in range(n + 1):
+        ymax[k] = -1
+        xend[k] = -1
     for r in range(ry.shape[0]):
         lab = run_label[r]
         count[lab] += rx1[r] - rx0[r] + 1
@@ -348,7 +356,9 @@ def _component_stats(ry, rx0, rx1, run_label, n):  # pragma: no cover - compiled
 def _gather_pixels(ry, rx0, rx1, run_label, keep_index, offsets, py, px):  # pragma: no cover
     """Pixel coordinates grouped by kept component (``keep_index[label]`` >= 0), each
     component's pixels in raster order; ``offsets`` is the CSR start of each group."""
-    fill = offsets[:-1].copy()
+    fill = np.empty(offsets.shape[0] - 1, dtype=np.int64)
+    for k in range(fill.shape[0]):
+        fill[k] = offsets[k]
     for r in range(ry.shape[0]):
         k = keep_index[run_label[r]]
         if k < 0:
@@ -380,7 +390,7 @@ _OBJECT = 3
 _UNKNOWN = -1
 
 
-@numba.njit(cache=True, nogil=True, inline="always")
+@numba.njit(cache=True, nogil=True, error_model="numpy")
 def _chain_append(nxt, dst_first, dst_last, dst_npix, dst_flag, d, src_first, src_last, src_npix, src_flag):  # pragma: no cover
     """Append chain (src_first..src_last) to context ``d`` of the dst arrays."""
     dst_npix[d] += src_npix
@@ -495,7 +505,7 @@ def _lutz_row(ids, xoff, y, img_w, img_h, minarea, nxt, marker, st_first, st_las
                     pstop -= 1
                     ps = pstack[pstop]
         if inside:
-            _chain_append(nxt, c_first, c_last, c_npix, c_flag, co, pid, pid, 1, fl)
+            _chain_append(nxt, c_first, c_last, c_npix, c_flag, co, pid, pid, np.int64(1), fl)
         elif cs == _OBJECT:  # the run ended at x - 1
             cs = _NONOBJECT
             if ps != _COMPLETE:
@@ -563,9 +573,10 @@ def _lutz_image(det, minarea):  # pragma: no cover - compiled
                 else:
                     ids[x] = -1
         else:
-            ids[:] = -1
+            for x in range(ids.shape[0]):
+                ids[x] = -1
         ids[w] = -1
-        _lutz_row(ids, 0, y, w, h, minarea, nxt, marker, st[0], st[1], st[2], st[3],
+        _lutz_row(ids, np.int64(0), y, w, h, minarea, nxt, marker, st[0], st[1], st[2], st[3],
                   ctx[0], ctx[1], ctx[2], ctx[3], ctx[4], ctx[5], pstack, state, e_head, e_npix, e_flag)
     ne = state[2]
     offsets = np.zeros(ne + 1, dtype=np.int64)
@@ -581,7 +592,10 @@ def _lutz_image(det, minarea):  # pragma: no cover - compiled
             px[k] = ppx[p]
             k += 1
             p = nxt[p]
-    return offsets, py, px, e_flag[:ne].copy()
+    flags = np.empty(ne, dtype=np.int64)
+    for i in range(ne):
+        flags[i] = e_flag[i]
+    return offsets, py, px, flags
 
 
 @numba.njit(cache=True, nogil=True, error_model="numpy")
@@ -601,7 +615,8 @@ def _lutz_local(grid, gw, elig, y0, y1, x0, x1, ybase, xbase, img_w, img_h, mina
                 q = grid[yy * gw + x0 + x]
                 ids[x] = q if (q >= 0 and elig[q]) else -1
         else:
-            ids[:] = -1
+            for x in range(ids.shape[0]):
+                ids[x] = -1
         ids[wr] = -1
         _lutz_row(ids, x0 + xbase, yy + ybase, img_w, img_h, minarea, nxt, marker, st[0], st[1], st[2], st[3],
                   ctx[0], ctx[1], ctx[2], ctx[3], ctx[4], ctx[5], pstack, state, e_head, e_npix, e_flag)
@@ -826,7 +841,9 @@ def _deblend_object(py, px, val, cd, start, stop, thresh0, nthresh, mincont, min
     value0 = np.float64(F32(rv)) * mincont
     gw = xmax - xmin + 1
     gh = ymax - ymin + 1
-    grid = np.full(gh * gw, -1, dtype=np.int64)
+    grid = np.empty(gh * gw, dtype=np.int64)
+    for k in range(gh * gw):
+        grid[k] = -1
     for k in range(npx):
         grid[(py[start + k] - ymin) * gw + (px[start + k] - xmin)] = k
     marker, st, ctx, pstack = _lutz_state(gw)
@@ -890,7 +907,9 @@ def _deblend_object(py, px, val, cd, start, stop, thresh0, nthresh, mincont, min
                     node_ok = _grow_b(node_ok, cap)
                     node_head = _grow_i(node_head, cap)
                     nb = np.empty((cap, 4), dtype=np.int64)
-                    nb[:nn] = node_box[:nn]
+                    for q in range(nn):
+                        for c in range(4):
+                            nb[q, c] = node_box[q, c]
                     node_box = nb
                 fl = 0.0
                 by0 = gh
@@ -984,22 +1003,28 @@ def _deblend_object(py, px, val, cd, start, stop, thresh0, nthresh, mincont, min
 
 @numba.njit(cache=True, nogil=True, error_model="numpy")
 def _grow_i(a, cap):  # pragma: no cover - compiled
+    """A copy of ``a`` in a new array of length ``cap`` (explicit loop: cheap to compile)."""
     out = np.empty(cap, dtype=a.dtype)
-    out[: a.shape[0]] = a
+    for i in range(a.shape[0]):
+        out[i] = a[i]
     return out
 
 
 @numba.njit(cache=True, nogil=True, error_model="numpy")
 def _grow_f(a, cap):  # pragma: no cover - compiled
+    """A copy of ``a`` in a new array of length ``cap`` (explicit loop: cheap to compile)."""
     out = np.empty(cap, dtype=a.dtype)
-    out[: a.shape[0]] = a
+    for i in range(a.shape[0]):
+        out[i] = a[i]
     return out
 
 
 @numba.njit(cache=True, nogil=True, error_model="numpy")
 def _grow_b(a, cap):  # pragma: no cover - compiled
+    """A copy of ``a`` in a new array of length ``cap`` (explicit loop: cheap to compile)."""
     out = np.empty(cap, dtype=a.dtype)
-    out[: a.shape[0]] = a
+    for i in range(a.shape[0]):
+        out[i] = a[i]
     return out
 
 
@@ -1032,7 +1057,8 @@ def _gatherup(py, px, val, cd, var, start, stop, nsel, thresh0, assign, rank, co
         for k in range(npx):
             if assign[k] == s:
                 idx[rank[k]] = start + k
-        _analyse(idx, py, px, val, cd, var, out_thr[s], False, 0.0, 0.0, 0.0, res)
+        # (a runtime bool, not the literal False: one compiled signature of _analyse)
+        _analyse(idx, py, px, val, cd, var, out_thr[s], m < 0, 0.0, 0.0, 0.0, res)
         bx[s] = res[14]
         by[s] = res[15]
         cxx[s] = F32(res[25])
@@ -1093,7 +1119,13 @@ def _mthresh(idx, cd, thr, minarea):  # pragma: no cover - compiled
         heap[k] = cd[idx[k]] - thr[idx[k]]
     if n == minarea:
         return heap[0]
-    heap.sort()
+    for i in range(1, minarea):  # insertion sort of the (short) heap
+        x = heap[i]
+        j = i - 1
+        while j >= 0 and heap[j] > x:
+            heap[j + 1] = heap[j]
+            j -= 1
+        heap[j + 1] = x
     for k in range(minarea + 1, n):
         v = cd[idx[k]] - thr[idx[k]]
         if v > heap[0]:
@@ -1163,7 +1195,9 @@ def _extract_objects(py, px, val, cd, var, thr, offsets, thresh_obj, nthresh, mi
         if nout + nsel > cap:
             newcap = max(2 * cap, nout + nsel + 16)
             r2 = np.empty((newcap, 32))
-            r2[:nout] = results[:nout]
+            for q in range(nout):
+                for c in range(32):
+                    r2[q, c] = results[q, c]
             results = r2
             flags = _grow_i(flags, newcap)
             othr = _grow_f(othr, newcap)
@@ -1187,7 +1221,8 @@ def _extract_objects(py, px, val, cd, var, thr, offsets, thresh_obj, nthresh, mi
                 fl = out_flag[s]
                 merged = True
             _analyse(idx, py, px, val, cd, var, t0, merged, bx[s] if merged else 0.0, by[s] if merged else 0.0, gain, res)
-            results[nout, :] = res
+            for c in range(32):
+                results[nout, c] = res[c]
             if res[29] > 0.0:
                 fl |= OBJ_SINGU
             flags[nout] = fl | extra
@@ -1195,20 +1230,42 @@ def _extract_objects(py, px, val, cd, var, thr, offsets, thresh_obj, nthresh, mi
             omth[nout] = _mthresh(idx, cd, thr, minarea)
             owner[nout] = o
             nout += 1
-    return results[:nout], flags[:nout], othr[:nout], omth[:nout], owner[:nout], pix_out
+    res_out = np.empty((nout, 32))
+    for q in range(nout):
+        for c in range(32):
+            res_out[q, c] = results[q, c]
+    nn = np.int64(nout)
+    return res_out, _grow_i(flags[:nout], nn), _grow_f(othr[:nout], nn), _grow_f(omth[:nout], nn), \
+        _grow_i(owner[:nout], nn), pix_out
 
 
 @numba.njit(cache=True, nogil=True, error_model="numpy")
-def _clean(mx, my, a, b, cxx, cyy, cxy, abcor, fdflux, fdnpix, thresh, mthresh, beta):  # pragma: no cover
+def _bisect(xs, v):  # pragma: no cover - compiled
+    """First index i with xs[i] >= v in the sorted ``xs``."""
+    lo = 0
+    hi = xs.shape[0]
+    while lo < hi:
+        mid = (lo + hi) // 2
+        if xs[mid] < v:
+            lo = mid + 1
+        else:
+            hi = mid
+    return lo
+
+
+@numba.njit(cache=True, nogil=True, error_model="numpy")
+def _clean(mx, my, a, b, cxx, cyy, cxy, abcor, fdflux, fdnpix, thresh, mthresh, beta, order):  # pragma: no cover
     """SExtractor's CLEAN: which objects survive (a bright object's extrapolated
     Moffat-like profile ``amp * (1 + alpha r^2)^-beta`` above a fainter neighbour's
-    ``mthresh`` absorbs it). Objects are processed in catalogue order, as SExtractor."""
+    ``mthresh`` absorbs it). Objects are processed in catalogue order, as SExtractor;
+    ``order`` sorts ``mx`` (it only speeds up the neighbour search)."""
     n = mx.shape[0]
     survives = np.ones(n, dtype=np.bool_)
     if n < 2:
         return survives
-    order = np.argsort(mx)
-    xs = mx[order]
+    xs = np.empty(n)
+    for q in range(n):
+        xs[q] = mx[order[q]]
     amax = F32(0.0)
     for i in range(n):
         if a[i] > amax:
@@ -1220,8 +1277,8 @@ def _clean(mx, my, a, b, cxx, cyy, cxy, abcor, fdflux, fdnpix, thresh, mthresh, 
         ampin = np.float64(fdflux[i]) / (2.0 * unitareain * np.float64(abcor[i]))
         alphain = (math.pow(ampin / np.float64(thresh[i]), 1.0 / beta) - 1.0) * unitareain / np.float64(fdnpix[i])
         reach = (np.float64(a[i]) + np.float64(amax)) * CLEAN_ZONE + 1.0
-        lo = np.searchsorted(xs, mx[i] - reach)
-        hi = np.searchsorted(xs, mx[i] + reach, side="right")
+        lo = _bisect(xs, mx[i] - reach)
+        hi = _bisect(xs, mx[i] + reach + 1e-9 * (1.0 + abs(mx[i]) + reach))  # the reach is padded anyway
         for q in range(lo, hi):
             j = order[q]
             if j <= i or not survives[j]:
@@ -1336,7 +1393,10 @@ def _grow_footprints(labels, radius, out):  # pragma: no cover - compiled
                 odx[m] = dx
                 od2[m] = dx * dx + dy * dy
                 m += 1
-    best = np.full((h, w), np.uint16(65535), dtype=np.uint16)
+    best = np.empty((h, w), dtype=np.uint16)
+    for y in range(h):
+        for x in range(w):
+            best[y, x] = 65535
     for y in range(h):
         for x in range(w):
             lab = labels[y, x]
