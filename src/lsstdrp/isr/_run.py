@@ -230,14 +230,7 @@ def _isr_one(raw: RawFrame, calibs: Calibs, o: dict) -> tuple[Exposure, dict]:
     if o["do_defects"]:
         if calibs.defects is not None:
             amask = mask_defects(calibs.defects, image.shape, mask=amask)
-        planes = MaskPlane.BAD | (MaskPlane.SAT if o["interpolate_saturated"] else 0)
-        if np.any(amask & np.uint32(planes)):
-            r = interpolate_bad_pixels(image, amask, bad_planes=planes)
-            image, amask = r.image, r.mask
-            diag["defects"] = {"n_interpolated": r.n_interpolated, "n_failed": r.n_failed}
-        else:
-            diag["defects"] = {"n_interpolated": 0, "n_failed": 0}
-        steps.append("defects")
+        steps.append("defects")  # masked here, interpolated after the flat (below)
 
     rn_map = np.empty(image.shape)
     for a, rn in zip(geom.amplifiers, rns, strict=True):
@@ -251,6 +244,18 @@ def _isr_one(raw: RawFrame, calibs: Calibs, o: dict) -> tuple[Exposure, dict]:
         image, variance, amask = r.image, r.variance, r.mask
         diag["flat"] = {"n_no_data": r.n_no_data}
         steps.append("flat")
+
+    if o["do_defects"]:
+        # interpolate from flat-fielded neighbours: a defect's own (e.g. dead-column)
+        # response must not scale the value that replaces it
+        planes = MaskPlane.BAD | (MaskPlane.SAT if o["interpolate_saturated"] else 0)
+        if np.any(amask & np.uint32(planes)):
+            r = interpolate_bad_pixels(image, amask, bad_planes=planes)
+            rv = interpolate_bad_pixels(variance, amask, bad_planes=planes)
+            image, variance, amask = r.image, rv.image, r.mask
+            diag["defects"] = {"n_interpolated": r.n_interpolated, "n_failed": r.n_failed}
+        else:
+            diag["defects"] = {"n_interpolated": 0, "n_failed": 0}
 
     bad = ~np.isfinite(image) | ~np.isfinite(variance)
     amask[bad] |= np.uint32(MaskPlane.NO_DATA)
@@ -308,7 +313,8 @@ def run_isr(
     6. linearity (:func:`correct_linearity`, per amp),
     7. assembly (:func:`assemble_amplifiers`),
     8. bias, 9. dark scaled by the dark time, 10. brighter-fatter
-       (:func:`correct_brighter_fatter`), 11. defects (``BAD``, interpolated: ``INTRP``),
+       (:func:`correct_brighter_fatter`), 11. defects (masked ``BAD``; interpolated,
+       ``INTRP``, after the flat from flat-fielded neighbours, image and variance),
     12. variance (:func:`make_variance`: signal with the dark charge, plus read noise),
     13. flat (:func:`apply_flat`: ``NO_DATA`` where the flat is ~0),
     14. cosmic rays: with two snaps, :func:`combine_snaps`; with one snap and a
