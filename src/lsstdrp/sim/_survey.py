@@ -86,9 +86,11 @@ class TruthExposurePsf:
         """Effective wavelength (nm) of an SED at pixel (x, y)."""
         return float(effective_wavelength(temperature, self.band, tilt=tilt, shift_nm=float(self.bandpass_shift(x, y))))
 
-    def galsim_wcs(self, x: float, y: float) -> galsim.JacobianWCS:
-        """Local affine pixel -> sky (arcsec east, north) mapping at (x, y)."""
-        j = np.asarray(self.wcs.local_jacobian(x, y), dtype=float)
+    def galsim_wcs(self, x: float, y: float, *, jacobian: Any = None) -> galsim.JacobianWCS:
+        """Local affine pixel -> sky (arcsec east, north) mapping at (x, y).
+
+        ``jacobian`` (2x2, arcsec/pixel) may be passed when already computed."""
+        j = np.asarray(self.wcs.local_jacobian(x, y) if jacobian is None else jacobian, dtype=float)
         return galsim.JacobianWCS(j[0, 0], j[0, 1], j[1, 0], j[1, 1])
 
     def sky_profile(self, x: float, y: float, *, temperature: float | None = None, tilt: float = 0.0) -> galsim.GSObject:
@@ -98,7 +100,8 @@ class TruthExposurePsf:
         return self.truth_psf.sky_profile(float(u), float(v), self.wavelength(x, y, t, tilt))
 
     def draw(self, x: float, y: float, *, temperature: float | None = None, tilt: float = 0.0,
-             shape: int | None = None, flux: float = 1.0, profile: galsim.GSObject | None = None) -> np.ndarray:
+             shape: Any = None, flux: float = 1.0, profile: galsim.GSObject | None = None,
+             jacobian: Any = None) -> np.ndarray:
         """Draw ``profile`` (default the PSF itself) centred at (x, y) on a stamp.
 
         The stamp is odd-sized and centred on pixel ``(round(x), round(y))``; the
@@ -116,6 +119,8 @@ class TruthExposurePsf:
             Total flux of the drawn profile.
         profile : galsim.GSObject, optional
             An already convolved sky-unit profile to draw instead of the PSF.
+        jacobian : array_like, shape (2, 2), optional
+            The true WCS's local Jacobian at (x, y) if already computed.
 
         Returns
         -------
@@ -131,7 +136,8 @@ class TruthExposurePsf:
             raise InvalidInputError(f"`shape` must be odd and >= 3 (an int or (ny, nx)); got {shape!r}")
         obj = self.sky_profile(x, y, temperature=temperature, tilt=tilt) if profile is None else profile
         ix, iy = int(math.floor(x + 0.5)), int(math.floor(y + 0.5))
-        img = obj.withFlux(flux).drawImage(nx=nx, ny=ny, wcs=self.galsim_wcs(x, y), offset=(x - ix, y - iy),
+        img = obj.withFlux(flux).drawImage(nx=nx, ny=ny, wcs=self.galsim_wcs(x, y, jacobian=jacobian),
+                                           offset=(x - ix, y - iy),
                                            dtype=np.float64)
         return img.array
 
@@ -663,8 +669,7 @@ def _background(survey: Survey, truth: ExposureTruth) -> np.ndarray:
     xx, yy = np.meshgrid(gx, gy)
     u, v = truth.psf.field_position(xx.ravel(), yy.ravel())
     zp = truth.zeropoint_map(xx.ravel(), yy.ravel())
-    area = np.array([abs(np.linalg.det(np.asarray(truth.wcs.local_jacobian(a, b), float)))
-                     for a, b in zip(xx.ravel(), yy.ravel())])
+    area = np.abs(np.linalg.det(np.asarray(truth.wcs.local_jacobian(xx.ravel(), yy.ravel()), float)))
     sky = 10 ** (-0.4 * (float(row["sky_mag"]) - zp)) * area * _sky_factor(model, u, v, survey.focal_plane.field_radius_deg)
     from scipy.interpolate import RectBivariateSpline
 
@@ -783,7 +788,10 @@ def render_exposure(survey: Survey, visit: int, detector: int, *, rng: Any = Non
     model = np.zeros((ny, nx), dtype=np.float64)
     tpsf = truth.psf
     objrow = {int(i): k for k, i in enumerate(np.asarray(survey.objects["id"]))}
-    for s in truth.sources:
+    srcs = truth.sources
+    jacs = (np.asarray(truth.wcs.local_jacobian(np.asarray(srcs["x"], float), np.asarray(srcs["y"], float)), float)
+            if len(srcs) else np.zeros((0, 2, 2)))
+    for s, jac in zip(srcs, jacs):
         x, y, flux = float(s["x"]), float(s["y"]), float(s["flux"])
         if flux <= 0:
             continue
@@ -796,7 +804,7 @@ def render_exposure(survey: Survey, visit: int, detector: int, *, rng: Any = Non
         else:
             prof = psf_prof.withFlux(flux)
             n = _stamp_size(cfg, kind, flux, 0.0)
-        stamp = tpsf.draw(x, y, profile=prof, shape=n, flux=flux)
+        stamp = tpsf.draw(x, y, profile=prof, shape=n, flux=flux, jacobian=jac)
         _add_stamp(model, stamp, int(round(x)), int(round(y)))
     trail_mask = np.zeros((ny, nx), bool)
     vm = survey._visit_models[key[0]]
