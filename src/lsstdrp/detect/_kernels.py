@@ -103,59 +103,6 @@ def _sep_matched_filter(image, var, kernel, out):  # pragma: no cover - compiled
 
 
 @numba.njit(cache=True, nogil=True, fastmath=True, error_model="numpy")
-def _correlate_rows(src, taps, out):  # pragma: no cover - compiled
-    """``out[y, x] = sum_j taps[j] * src[y, x + j - n//2]`` (zero outside), float32.
-
-    Accumulated tap by tap over whole rows, so every interior pixel sees the same
-    sequence of operations (exact translation equivariance).
-    """
-    h, w = src.shape
-    n = taps.shape[0]
-    r = n // 2
-    acc = np.empty(w, dtype=np.float32)
-    for y in range(h):
-        for x in range(w):
-            acc[x] = F32(0.0)
-        for j in range(n):
-            t = taps[j]
-            d = j - r
-            lo = -d if d < 0 else 0
-            hi = w - d if d > 0 else w
-            for x in range(lo, hi):
-                acc[x] += t * src[y, x + d]
-        for x in range(w):
-            out[y, x] = acc[x]
-
-
-@numba.njit(cache=True, nogil=True, fastmath=True, error_model="numpy")
-def _correlate_cols_add(src, taps, out, first):  # pragma: no cover - compiled
-    """``out[y, x] (+)= sum_i taps[i] * src[y + i - n//2, x]`` (zero outside), float32.
-
-    Row-major friendly: accumulates whole rows. ``first`` overwrites instead of adding.
-    """
-    h, w = src.shape
-    n = taps.shape[0]
-    r = n // 2
-    acc = np.empty(w, dtype=np.float32)
-    for y in range(h):
-        for x in range(w):
-            acc[x] = F32(0.0)
-        i0 = max(0, r - y)
-        i1 = min(n, h - y + r)
-        for i in range(i0, i1):
-            t = taps[i]
-            row = y + i - r
-            for x in range(w):
-                acc[x] += t * src[row, x]
-        if first:
-            for x in range(w):
-                out[y, x] = acc[x]
-        else:
-            for x in range(w):
-                out[y, x] += acc[x]
-
-
-@numba.njit(cache=True, nogil=True, fastmath=True, error_model="numpy")
 def _correlate_separable(src, col, row, out, first):  # pragma: no cover - compiled
     """``out (+)= src`` correlated with the rank-1 kernel ``outer(col, row)``.
 
