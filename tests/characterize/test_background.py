@@ -483,3 +483,12 @@ def test_warning_free_on_clean_input():
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         estimate_background(np.random.default_rng(1).normal(0, 1, (64, 64)).astype(np.float32), bin_size=16)
+
+
+def test_result_pickles_for_dask_workers():
+    import pickle
+
+    res = estimate_background(np.random.default_rng(2).normal(0, 1, (64, 64)).astype(np.float32), bin_size=16)
+    back = pickle.loads(pickle.dumps(res))
+    np.testing.assert_array_equal(back.background, res.background)
+    assert back.params == res.params and back.global_rms == res.global_rms

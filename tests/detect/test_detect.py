@@ -651,3 +651,14 @@ def test_extract_does_not_modify_inputs_and_warns_nothing_on_clean_input():
         cat = extract_sextractor(img, err=1.0)
     np.testing.assert_array_equal(img, before)
     assert len(cat) > 10 and cat["iso_theta"].unit == u.rad
+
+
+def test_detections_pickle_for_dask_workers():
+    import pickle
+
+    img = np.random.default_rng(19).normal(0, 1, (64, 64))
+    add_star(img, 30, 30, 200.0)
+    det = detect_sources(img, 1.0, psf=PSF)
+    back = pickle.loads(pickle.dumps(det))
+    np.testing.assert_array_equal(back.footprints, det.footprints)
+    assert len(back.peaks) == len(det.peaks) == 1 and back.params == det.params

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import dataclasses
 import math
-import types
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -61,8 +60,8 @@ class BackgroundResult:
     n_excluded : int
         Number of pixels excluded from the statistics (mask, non-finite values and, when
         iterating, detections).
-    params : mapping
-        The parameters used (read-only), for provenance.
+    params : dict
+        The parameters used, for provenance.
 
     Examples
     --------
@@ -459,7 +458,7 @@ def estimate_background(
     if global_s <= 0.0:
         pos = fsigma[fsigma > 0]
         global_s = _median_f32(pos) if pos.size else 0.0
-    params = types.MappingProxyType({
+    params = {
         "bin_size": (bh, bw),
         "filter_size": (fh, fw),
         "filter_threshold": float(filter_threshold),
@@ -473,7 +472,7 @@ def estimate_background(
         "detect_threshold": float(detect_threshold),
         "detect_smooth": float(detect_smooth),
         "detect_grow": int(detect_grow),
-    })
+    }
     return BackgroundResult(
         background=out_b.astype(out_dtype, copy=False),
         rms=out_s.astype(out_dtype, copy=False),

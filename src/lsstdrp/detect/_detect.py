@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import dataclasses
 import math
-import types
 import warnings
 from collections.abc import Mapping
 from typing import Any
@@ -123,8 +122,8 @@ class Detections:
         (``return_significance=True``), else None.
     n_positive, n_negative : int
         Number of positive and negative footprints.
-    params : mapping
-        Parameters used (read-only).
+    params : dict
+        Parameters used, for provenance.
     """
 
     footprints: np.ndarray
@@ -631,11 +630,11 @@ def detect_sources(
     out_mask = mplane  # a new array made by normalize_mask: safe to update in place
     K._set_detection_bits(out_mask, labels, n_pos, np.uint32(MaskPlane.DETECTED | MaskPlane.DETECTED_NEGATIVE),
                           np.uint32(MaskPlane.DETECTED), np.uint32(MaskPlane.DETECTED_NEGATIVE))
-    params = types.MappingProxyType({
+    params = {
         "threshold": t, "polarity": polarity, "grow": float(grow), "grow_radius_pix": radius,
         "psf_sigma_pix": psf_sigma, "min_pixels": int(min_pixels), "deblend_nthresh": int(deblend_nthresh),
         "deblend_mincont": float(deblend_mincont), "kernel_tolerance": tol,
-    })
+    }
     peaks = empty_catalog(ys.size, columns=PEAK_COLUMNS, meta={"stage": "detect.detect_sources", **params})
     _fill(peaks, "id", np.arange(1, ys.size + 1, dtype=np.int64))
     _fill(peaks, "footprint_id", fid)
