@@ -435,15 +435,11 @@ def _sum_ellipses(image, bad, var_mode, var, var_scalar, xs, ys, aa, bb, th, sca
             inside_y = 0 <= iy < ny
             for ix in range(ix0, ix1 + 1):
                 dx = ix - x
+                checked = False
                 inside = inside_y and 0 <= ix < nx
                 isbad = False
                 pix = 0.0
                 v = 0.0
-                if inside:
-                    isbad = _is_bad_v(bad, image, var_mode, var, iy, ix)
-                    if not isbad:
-                        pix = image[iy, ix]
-                        v = _var_at(var_mode, var, var_scalar, iy, ix)
                 for j in range(k):
                     s = scales[i, j]
                     if not (s > 0.0):
@@ -451,6 +447,13 @@ def _sum_ellipses(image, bad, var_mode, var, var_scalar, xs, ys, aa, bb, th, sca
                     w = _ellipse_weight(dx, dy, cth, sth, s * a0, s * b0, subpix)
                     if w <= 0.0:
                         continue
+                    if not checked:  # read the pixel once, only when some weight is non-zero
+                        checked = True
+                        if inside:
+                            isbad = _is_bad_v(bad, image, var_mode, var, iy, ix)
+                            if not isbad:
+                                pix = image[iy, ix]
+                                v = _var_at(var_mode, var, var_scalar, iy, ix)
                     if not inside:
                         flags[i, j] |= F_EDGE
                     elif isbad:
@@ -851,8 +854,8 @@ def _admom_one(image, bad, bx0, bx1, by0, by1, x0, y0, mxx, mxy, myy, nsig2, tol
         sc = math.sqrt(semi_b2)
         # Bernstein & Jarvis (2002, sec. 3.1) "deconvolution" step: the weighted central
         # moments m of I w give the Gaussian estimate S = (m^-1 - M^-1)^-1 (exact in one
-        # step for a Gaussian); used when S is positive definite and within a factor 3
-        # of M in trace, otherwise HSM's bounded step
+        # step for a Gaussian); used when S is positive definite (its size change
+        # limited to a factor 3), otherwise HSM's bounded step
         mux = sums[1] / a_amp
         muy = sums[2] / a_amp
         m11 = sums[3] / a_amp - mux * mux
@@ -871,11 +874,17 @@ def _admom_one(image, bad, bx0, bx1, by0, by1, x0, y0, mxx, mxy, myy, nsig2, tol
                 n11 = p22 / pdet
                 n22 = p11 / pdet
                 n12 = -p12 / pdet
+                # a size change beyond a factor 3 per step is scaled back to 3 (far
+                # from the solution, e.g. a wide first guess, the estimate is rough)
                 ratio = (n11 + n22) / (mxx + myy)
-                if 1.0 / 3.0 < ratio < 3.0:
-                    use_bj = True
-                    ux = (m22 * mux - m12 * muy) / mdet
-                    uy = (-m12 * mux + m11 * muy) / mdet
+                if ratio < 1.0 / 3.0 or ratio > 3.0:
+                    f = (1.0 / 3.0 if ratio < 1.0 / 3.0 else 3.0) / ratio
+                    n11 *= f
+                    n22 *= f
+                    n12 *= f
+                use_bj = True
+                ux = (m22 * mux - m12 * muy) / mdet
+                uy = (-m12 * mux + m11 * muy) / mdet
         if use_bj:
             dx = (n11 * ux + n12 * uy) / sc
             dy = (n12 * ux + n22 * uy) / sc
