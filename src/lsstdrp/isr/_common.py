@@ -24,13 +24,7 @@ __all__ = [
     "check_int",
     "float_image",
     "mask_and_bad",
-    "out_dtype",
 ]
-
-
-def out_dtype(arr: np.ndarray) -> np.dtype:
-    """The output dtype of a step on ``arr`` (the policy of :func:`lsstdrp.core.image_dtype`)."""
-    return arr.dtype
 
 
 def float_image(array: Any, name: str, *, allow_nonfinite: bool = True) -> np.ndarray:
