@@ -58,14 +58,17 @@ def _add_star(img, x, y, flux, h=12):
 
 
 def test_empty_catalog_gives_zero_row_full_schema():
-    img, var, _ = _scene()
+    img, var, pos = _scene()
+    full = measure_sources(img, var, {"x": pos[:, 0], "y": pos[:, 1]}, psf=PSF)
     for empty in ({"x": [], "y": []}, QTable({"x": np.zeros(0) * u.pix, "y": np.zeros(0) * u.pix})):
         cat = measure_sources(img, var, empty, psf=PSF)
         assert isinstance(cat, QTable) and len(cat) == 0
-        assert cat.colnames == empty_catalog().colnames
+        assert cat.colnames == full.colnames  # the same schema with and without rows
+        assert set(empty_catalog().colnames) <= set(cat.colnames)
         assert cat["psf_flux"].unit == u.electron and cat["x"].unit == u.pix
     for f in FLUX_RADIUS_FRACTIONS:
         assert f"flux_radius_{round(100 * f)}" in SOURCE_COLUMNS
+        assert f"flux_radius_{round(100 * f)}" in full.colnames
 
 
 def test_one_row_per_source_in_order_with_units_and_provenance():

@@ -392,17 +392,119 @@ def _sum_circles(image, bad, var_mode, var, var_scalar, xs, ys, radii, subpix, f
 
 
 @njit(nogil=True, cache=True)
+def _ellipse_row(y, qa, qb, qc):
+    """x-range [lo, hi] of the ellipse qa x^2 + qb x y + qc y^2 <= 1 at height y (lo > hi: empty)."""
+    disc = qb * qb * y * y - 4.0 * qa * (qc * y * y - 1.0)
+    if disc < 0.0:
+        return 1.0, -1.0
+    sd = math.sqrt(disc)
+    return (-qb * y - sd) / (2.0 * qa), (-qb * y + sd) / (2.0 * qa)
+
+
+@njit(nogil=True, cache=True)
+def _sum_ellipse_one(image, bad, var_mode, var, var_scalar, x, y, a, b, cth, sth, subpix, out):
+    """One elliptical aperture, semi-axes a >= b at angle (cth, sth); ``out`` as _sum_circle_one.
+
+    Row by row: the ellipse's x-range at the row's two edges gives the pixels that are
+    fully inside (weight 1, no geometry) and the x-range over the whole row strip the
+    pixels that can overlap at all; only the few in between get the exact overlap.
+    """
+    ny, nx = image.shape
+    ia2 = 1.0 / (a * a)
+    ib2 = 1.0 / (b * b)
+    qa = cth * cth * ia2 + sth * sth * ib2
+    qb = 2.0 * cth * sth * (ia2 - ib2)
+    qc = sth * sth * ia2 + cth * cth * ib2
+    qd = 4.0 * qa * qc - qb * qb
+    ymax = math.sqrt(4.0 * qa / qd)  # vertical half-extent
+    xext = math.sqrt(4.0 * qc / qd)  # horizontal half-extent, reached at y = -qb x / (2 qc)
+    yl = qb * xext / (2.0 * qc)  # height of the leftmost point (-xext, yl)
+    flux = 0.0
+    fvar = 0.0
+    area = 0.0
+    flags = 0
+    hasbad = bad.shape[0] > 0
+    iy0 = int(math.floor(y - ymax + 0.5))
+    iy1 = int(math.floor(y + ymax + 0.5))
+    for iy in range(iy0, iy1 + 1):
+        dy = iy - y
+        y0 = dy - 0.5
+        y1 = dy + 0.5
+        if y1 <= -ymax or y0 >= ymax:
+            continue
+        lo0, hi0 = _ellipse_row(max(y0, -ymax), qa, qb, qc)
+        lo1, hi1 = _ellipse_row(min(y1, ymax), qa, qb, qc)
+        lo = min(lo0, lo1)
+        hi = max(hi0, hi1)
+        if y0 < yl < y1:
+            lo = -xext
+        if y0 < -yl < y1:
+            hi = xext
+        if y0 >= -ymax and y1 <= ymax:
+            in_lo = max(lo0, lo1)
+            in_hi = min(hi0, hi1)
+        else:
+            in_lo = 1.0
+            in_hi = -1.0
+        ix0 = int(math.floor(x + lo + 0.5))
+        ix1 = int(math.floor(x + hi + 0.5))
+        inside_y = 0 <= iy < ny
+        for ix in range(ix0, ix1 + 1):
+            dx = ix - x
+            if dx - 0.5 >= in_lo and dx + 0.5 <= in_hi:
+                w = 1.0
+            elif subpix == 0:
+                w = _ellipse_pixel_overlap(dx, dy, cth, sth, a, b)
+            else:
+                w = _ellipse_weight(dx, dy, cth, sth, a, b, subpix)
+            if w <= 0.0:
+                continue
+            if not (inside_y and 0 <= ix < nx):
+                flags |= F_EDGE
+                continue
+            if hasbad and bad[iy, ix] != 0:
+                flags |= F_MASKED
+                continue
+            pix = image[iy, ix]
+            if var_mode == 2:
+                v = var[iy, ix]
+                if not (pix - pix == 0.0 and v >= 0.0 and v - v == 0.0):
+                    flags |= F_MASKED
+                    continue
+                fvar += w * v
+            elif not (pix - pix == 0.0):
+                flags |= F_MASKED
+                continue
+            flux += w * pix
+            area += w
+    if var_mode == 1:
+        fvar = area * var_scalar
+    if area <= 0.0:
+        flags |= F_NO_PIXELS
+    out[0] = flux
+    out[1] = fvar
+    out[2] = area
+    out[3] = flags
+
+
+@njit(nogil=True, cache=True)
 def _sum_ellipses(image, bad, var_mode, var, var_scalar, xs, ys, aa, bb, th, scales, subpix,
                   flux, fvar, area, flags):
     """Elliptical-aperture sums; semi-axes ``scales[i, j] * (aa[i], bb[i])`` at angle ``th[i]``.
 
-    Outputs (n, k) as in :func:`_sum_circles`. A non-positive or non-finite axis gives
-    NO_PIXELS.
+    Outputs (n, k) as in :func:`_sum_circles`. A non-positive or non-finite axis or
+    scale gives NO_PIXELS. Sources are visited in raster order.
     """
     ny, nx = image.shape
     n = xs.shape[0]
     k = scales.shape[1]
+    key = np.empty(n)
     for i in range(n):
+        key[i] = math.floor(ys[i]) * (nx + 1.0) + xs[i] if math.isfinite(xs[i]) and math.isfinite(ys[i]) else -1.0
+    order = np.argsort(key)
+    out = np.empty(4)
+    for ii in range(n):
+        i = order[ii]
         x = xs[i]
         y = ys[i]
         for j in range(k):
@@ -421,50 +523,16 @@ def _sum_ellipses(image, bad, var_mode, var, var_scalar, xs, ys, aa, bb, th, sca
         theta = th[i] if aa[i] >= bb[i] else th[i] + 0.5 * math.pi
         cth = math.cos(theta)
         sth = math.sin(theta)
-        smax = 0.0
         for j in range(k):
-            if math.isfinite(scales[i, j]) and scales[i, j] > smax:
-                smax = scales[i, j]
-        rmax = smax * a0
-        ix0 = int(math.floor(x - rmax + 0.5))
-        ix1 = int(math.floor(x + rmax + 0.5))
-        iy0 = int(math.floor(y - rmax + 0.5))
-        iy1 = int(math.floor(y + rmax + 0.5))
-        for iy in range(iy0, iy1 + 1):
-            dy = iy - y
-            inside_y = 0 <= iy < ny
-            for ix in range(ix0, ix1 + 1):
-                dx = ix - x
-                checked = False
-                inside = inside_y and 0 <= ix < nx
-                isbad = False
-                pix = 0.0
-                v = 0.0
-                for j in range(k):
-                    s = scales[i, j]
-                    if not (s > 0.0):
-                        continue
-                    w = _ellipse_weight(dx, dy, cth, sth, s * a0, s * b0, subpix)
-                    if w <= 0.0:
-                        continue
-                    if not checked:  # read the pixel once, only when some weight is non-zero
-                        checked = True
-                        if inside:
-                            isbad = _is_bad_v(bad, image, var_mode, var, iy, ix)
-                            if not isbad:
-                                pix = image[iy, ix]
-                                v = _var_at(var_mode, var, var_scalar, iy, ix)
-                    if not inside:
-                        flags[i, j] |= F_EDGE
-                    elif isbad:
-                        flags[i, j] |= F_MASKED
-                    else:
-                        flux[i, j] += w * pix
-                        fvar[i, j] += w * v
-                        area[i, j] += w
-        for j in range(k):
-            if area[i, j] <= 0.0:
+            s = scales[i, j]
+            if not (s > 0.0 and math.isfinite(s)):
                 flags[i, j] |= F_NO_PIXELS
+                continue
+            _sum_ellipse_one(image, bad, var_mode, var, var_scalar, x, y, s * a0, s * b0, cth, sth, subpix, out)
+            flux[i, j] = out[0]
+            fvar[i, j] = out[1]
+            area[i, j] = out[2]
+            flags[i, j] = int(out[3])
 
 
 # ---------------------------------------------------------------------------------------

@@ -15,6 +15,7 @@ from .._errors import InvalidInputError
 from ..core import (
     AB_MAG_OF_1_NJY,
     APERTURE_RADII,
+    SOURCE_COLUMNS,
     MaskPlane,
     as_image,
     bad_pixel_mask,
@@ -111,6 +112,16 @@ def _ellipse(ixx: np.ndarray, iyy: np.ndarray, ixy: np.ndarray) -> tuple[np.ndar
         b = np.sqrt(np.maximum(half_tr - disc, 0.0))
     theta = 0.5 * np.arctan2(2.0 * ixy, ixx - iyy)
     return a, b, theta
+
+
+def _catalog_columns(extra: Sequence[str]) -> list[str]:
+    """The core source schema plus the columns measure_sources registers."""
+    from .. import core
+
+    # the core subset of the registry (columns other stages register, e.g. detect's
+    # iso_*, are not ours to fill); a registry without it: everything registered
+    base = tuple(getattr(core, "CORE_SOURCE_COLUMNS", None) or SOURCE_COLUMNS)
+    return list(base) + [c for c in extra if c not in base]
 
 
 def _set(cat: QTable, name: str, values: Any) -> None:
@@ -295,7 +306,10 @@ def measure_sources(
     }
     if meta:
         params.update(meta)
-    cat = empty_catalog(n, meta=params)
+    extra = [f"flux_radius_{round(100 * f)}" for f in FLUX_RADIUS_FRACTIONS]
+    for name in ap_names:
+        extra += [name, f"{name}_err", f"{name}_flag"]
+    cat = empty_catalog(n, columns=_catalog_columns(extra), meta=params)
     if n == 0:
         return cat
     log.debug("measure_sources: %d sources on a %s image", n, shape)
