@@ -225,8 +225,10 @@ def measure_sources(
     Returns
     -------
     astropy.table.QTable
-        The full source schema (:func:`lsstdrp.core.empty_catalog`) with one row per
-        source (zero rows for an empty input); ``meta`` records the parameters.
+        The core source schema (:func:`lsstdrp.core.empty_catalog`) plus the columns
+        ``measure`` registers (``flux_radius_10/60``, ``ap_flux_r<R>`` for radii outside
+        the registry), one row per source (zero rows for an empty input: the same
+        columns); ``meta`` records the parameters.
 
     Raises
     ------
