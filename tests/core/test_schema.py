@@ -8,6 +8,7 @@ from astropy.table import QTable, Table
 from lsstdrp import InvalidInputError
 from lsstdrp.core import (
     ASTROMETRIC_REFCAT_COLUMNS,
+    CORE_SOURCE_COLUMNS,
     DPDD_NAMES,
     SEXTRACTOR_NAMES,
     SOURCE_COLUMNS,
@@ -23,9 +24,18 @@ from lsstdrp.core import (
 def test_empty_catalog_full_schema_zero_rows():
     cat = empty_catalog()
     assert isinstance(cat, QTable) and len(cat) == 0
-    assert cat.colnames == list(SOURCE_COLUMNS)
+    assert cat.colnames[: len(CORE_SOURCE_COLUMNS)] == list(CORE_SOURCE_COLUMNS)
+    # a special-purpose column (source_schema=False) does not change the default schema
+    before = empty_catalog().colnames
+    register_column("test_schema_extra", "pix", "f8", "for the test", source_schema=False)
+    try:
+        assert empty_catalog().colnames == before
+        assert empty_catalog(columns=["x", "test_schema_extra"]).colnames == ["x", "test_schema_extra"]
+    finally:
+        del SOURCE_COLUMNS["test_schema_extra"]
     assert "lsstdrp_version" in cat.meta
-    for name, spec in SOURCE_COLUMNS.items():
+    for name in CORE_SOURCE_COLUMNS:
+        spec = SOURCE_COLUMNS[name]
         if spec.unit is not None and np.dtype(spec.dtype).kind == "f":
             assert cat[name].unit == spec.unit, name
         assert cat[name].dtype == np.dtype(spec.dtype), name

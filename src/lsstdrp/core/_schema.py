@@ -20,6 +20,7 @@ from .._errors import InvalidInputError
 __all__ = [
     "ColumnSpec",
     "SOURCE_COLUMNS",
+    "CORE_SOURCE_COLUMNS",
     "APERTURE_RADII",
     "register_column",
     "column_spec",
@@ -156,11 +157,19 @@ def _build_source_columns() -> dict[str, ColumnSpec]:
     return {c.name: c for c in cols}
 
 
-#: The full source-catalog schema, in column order.
+#: The column registry, in column order: the core source schema first, then the
+#: columns stages register with :func:`register_column` (e.g. detect's ``iso_*``).
 SOURCE_COLUMNS: dict[str, ColumnSpec] = _build_source_columns()
+#: Names of the core source schema (the columns defined here, before any stage
+#: registers its own).
+CORE_SOURCE_COLUMNS: tuple[str, ...] = tuple(SOURCE_COLUMNS)
+#: Registered columns that are not part of the default source schema (e.g. detect's
+#: SExtractor-mode ``iso_*`` columns): they appear only when named explicitly.
+_NOT_IN_DEFAULT: set[str] = set()
 
 
-def register_column(name: str, unit: Any, dtype: str, description: str) -> ColumnSpec:
+def register_column(name: str, unit: Any, dtype: str, description: str, *,
+                    source_schema: bool = True) -> ColumnSpec:
     """Register a new column in the shared source schema (for stages that add columns).
 
     Parameters
@@ -173,6 +182,10 @@ def register_column(name: str, unit: Any, dtype: str, description: str) -> Colum
         numpy dtype string.
     description : str
         One-line description.
+    source_schema : bool
+        Whether the column belongs to the default full source schema returned by
+        :func:`empty_catalog`; False for columns of a special-purpose table (it is then
+        included only when named).
 
     Returns
     -------
@@ -195,6 +208,8 @@ def register_column(name: str, unit: Any, dtype: str, description: str) -> Colum
     if old is not None and (old.unit != spec.unit or np.dtype(old.dtype) != np.dtype(spec.dtype)):
         raise InvalidInputError(f"`name` {name!r} is already registered as {old}")
     SOURCE_COLUMNS.setdefault(name, spec)
+    if not source_schema and name not in CORE_SOURCE_COLUMNS:
+        _NOT_IN_DEFAULT.add(name)
     return SOURCE_COLUMNS[name]
 
 
@@ -260,7 +275,9 @@ def empty_catalog(n_rows: int = 0, *, columns: Iterable[str] | None = None, meta
     n_rows : int
         Number of rows (0 gives the empty, full-schema table: never ``None``).
     columns : iterable of str, optional
-        A subset of registered columns (in registry order); default all.
+        Registered columns to include (in registry order); default every registered
+        column of the source schema (those registered with ``source_schema=False``,
+        such as detect's SExtractor-mode ``iso_*`` columns, only when named).
     meta : mapping, optional
         Provenance added to ``table.meta`` (the package version is always there).
 
@@ -283,7 +300,7 @@ def empty_catalog(n_rows: int = 0, *, columns: Iterable[str] | None = None, meta
     if int(n_rows) != n_rows or n_rows < 0:
         raise InvalidInputError(f"`n_rows` must be a non-negative integer; got {n_rows!r}")
     if columns is None:
-        specs = list(SOURCE_COLUMNS.values())
+        specs = [spec for name, spec in SOURCE_COLUMNS.items() if name not in _NOT_IN_DEFAULT]
     else:
         wanted = list(columns)
         for name in wanted:
