@@ -168,27 +168,39 @@ def correct_crosstalk(
     if q is not None:
         q = q.copy()
         np.fill_diagonal(q, 0.0)
-    meas = np.stack([img[s] for s in segs]).astype(np.float64)
-    meas[~np.isfinite(meas)] = 0.0
-    sat = np.stack([(m[s] & np.uint32(MaskPlane.SAT)) != 0 for s in segs])
+    m64 = img.astype(np.float64, copy=False)
+    finite = np.isfinite(m64)
+    if not finite.all():
+        m64 = np.where(finite, m64, 0.0)
+    sat = [(m[sl] & np.uint32(MaskPlane.SAT)) != 0 for sl in segs]
+    has_sat = [bool(a.any()) for a in sat]
     coupled = (c != 0) | (q != 0 if q is not None else False)
-    x = meas
-    for _ in range(int(n_iter)):
-        src = np.where(sat, meas, x) if saturated == "flag" else np.where(sat, 0.0, x)
-        xt = np.tensordot(c, src, axes=(1, 0))
-        if q is not None:
-            xt += np.tensordot(q, src * src, axes=(1, 0))
-        x = meas - xt
     out = img.astype(np.float64, copy=True)
+    prev = None  # the previous iterate, one segment per amp (None: the measured values)
+    for it in range(int(n_iter)):
+        last = it == int(n_iter) - 1
+        nxt = None if last else np.empty((len(segs), *m64[segs[0]].shape))
+        for v, sv in enumerate(segs):
+            acc = m64[sv].copy()
+            for s_ in np.flatnonzero(coupled[v]):
+                src = m64[segs[s_]] if prev is None else prev[s_]
+                if has_sat[s_]:
+                    src = np.where(sat[s_], m64[segs[s_]] if saturated == "flag" else 0.0, src)
+                if c[v, s_] != 0:
+                    acc -= c[v, s_] * src
+                if q is not None and q[v, s_] != 0:
+                    acc -= q[v, s_] * src * src
+            if last:
+                out[sv] = np.where(finite[sv], acc, out[sv])
+            else:
+                nxt[v] = acc
+        prev = nxt
     nflag = 0
-    for v, s in enumerate(segs):
-        seg_out = x[v]
-        finite = np.isfinite(img[s])
-        out[s] = np.where(finite, seg_out, img[s])
+    for v, sv in enumerate(segs):
         srcs = np.flatnonzero(coupled[v])
-        if srcs.size and sat[srcs].any():
-            hit = sat[srcs].any(axis=0)
-            sub = m[s]
+        if srcs.size and any(has_sat[k] for k in srcs):
+            hit = np.logical_or.reduce([sat[k] for k in srcs])
+            sub = m[sv]
             newly = hit & ((sub & np.uint32(MaskPlane.CROSSTALK)) == 0)
             nflag += int(np.count_nonzero(newly))
             sub[hit] |= np.uint32(MaskPlane.CROSSTALK)

@@ -484,3 +484,16 @@ def _bf_divergence(t, phi, out):  # pragma: no cover - compiled
             f = 0.25 * (t[y, x] + t[y + 1, x]) * (phi[y + 1, x] - phi[y, x])
             out[y, x] += f
             out[y + 1, x] -= f
+
+
+@numba.njit(cache=True, nogil=True)
+def _max_relative_change(new, old, obs):  # pragma: no cover - compiled
+    """max over pixels of |new - old| / sqrt(max(|obs|, 1))."""
+    ny, nx = new.shape
+    best = 0.0
+    for y in range(ny):
+        for x in range(nx):
+            d = abs(new[y, x] - old[y, x]) / math.sqrt(max(abs(obs[y, x]), 1.0))
+            if d > best:
+                best = d
+    return best
