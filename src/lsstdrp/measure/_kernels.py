@@ -1448,6 +1448,9 @@ def _sdss_centroids(image, bad, var_mode, var, var_scalar, xs, ys, sigmas, lsq, 
     n = xs.shape[0]
     vals = np.empty(9)
     uu = np.empty(9)
+    kern_sig = -1.0
+    hk = 0
+    kern = np.empty((1, 1))
     for i in range(n):
         for q in range(5):
             out[i, q] = math.nan
@@ -1459,11 +1462,16 @@ def _sdss_centroids(image, bad, var_mode, var, var_scalar, xs, ys, sigmas, lsq, 
             out[i, 5] = F_NONFINITE
             continue
         flags = 0
-        hk = int(math.ceil(3.5 * sig))
-        kern = np.empty((2 * hk + 1, 2 * hk + 1))
-        for j in range(-hk, hk + 1):
+        if sig != kern_sig:  # one PSF for many sources: build the kernel only when it changes
+            kern_sig = sig
+            hk = int(math.ceil(3.5 * sig))
+            kern = np.empty((2 * hk + 1, 2 * hk + 1))
+            g1 = np.empty(2 * hk + 1)
             for q in range(-hk, hk + 1):
-                kern[j + hk, q + hk] = math.exp(-0.5 * (j * j + q * q) / (sig * sig))
+                g1[q + hk] = math.exp(-0.5 * q * q / (sig * sig))
+            for j in range(2 * hk + 1):
+                for q in range(2 * hk + 1):
+                    kern[j, q] = g1[j] * g1[q]
         px = int(math.floor(x + 0.5))
         py = int(math.floor(y + 0.5))
         if px < 0 or px >= nx or py < 0 or py >= ny:
