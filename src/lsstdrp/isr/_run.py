@@ -203,6 +203,7 @@ def _isr_one(raw: RawFrame, calibs: Calibs, o: dict) -> tuple[Exposure, dict]:
 
     image = assemble_amplifiers(img, geom)
     amask = assemble_amplifiers(mask, geom)
+    del img, mask  # the raw-shaped planes are no longer needed: keep the peak memory low
     steps.append("assembly")
 
     if o["do_bias"] and calibs.bias is not None:
@@ -211,11 +212,11 @@ def _isr_one(raw: RawFrame, calibs: Calibs, o: dict) -> tuple[Exposure, dict]:
         diag["bias"] = {"n_no_data": r.n_no_data}
         steps.append("bias")
 
-    dark_e = None
+    dark_subtracted = False
     if o["do_dark"] and calibs.dark is not None:
         r = subtract_dark(image, calibs.dark, dark_time=raw.dark_time, mask=amask)
         image, amask = r.image, r.mask
-        dark_e = np.asarray(calibs.dark, dtype=np.float64) * raw.dark_time
+        dark_subtracted = True
         diag["dark"] = {"n_no_data": r.n_no_data, "dark_time": raw.dark_time}
         steps.append("dark")
 
@@ -225,6 +226,7 @@ def _isr_one(raw: RawFrame, calibs: Calibs, o: dict) -> tuple[Exposure, dict]:
         diag["brighter_fatter"] = {
             "n_iter": r.n_iter, "converged": r.converged, "max_change": r.max_change, "flux_change": r.flux_change,
         }
+        del r
         steps.append("brighter_fatter")
 
     if o["do_defects"]:
@@ -235,8 +237,9 @@ def _isr_one(raw: RawFrame, calibs: Calibs, o: dict) -> tuple[Exposure, dict]:
     rn_map = np.empty(image.shape)
     for a, rn in zip(geom.amplifiers, rns, strict=True):
         rn_map[a.assembled_bbox.slices] = rn
-    signal = image if dark_e is None else image + dark_e
+    signal = image + np.asarray(calibs.dark) * raw.dark_time if dark_subtracted else image
     variance = make_variance(signal, read_noise=rn_map)
+    del signal, rn_map
     steps.append("variance")
 
     if o["do_flat"] and calibs.flat is not None:
