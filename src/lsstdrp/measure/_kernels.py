@@ -1211,7 +1211,7 @@ def _psf_corr_bj(tratio, e1p, e2p, a4p, e1o, e2o, a4o):
 
 @njit(nogil=True, cache=True)
 def _regauss_one(image, bad, gx0, gx1, gy0, gy1, psf, psf_guess, gal, nsig2, tol, max_iter,
-                 max_shift, max_moment, nsig_rg, nsig_rg2, out):
+                 max_shift, max_moment, nsig_rg, nsig_rg2, out, psf_res, psf_known):
     """Re-Gaussianization of one galaxy.
 
     ``gal`` = (x0, y0, mxx, mxy, myy, amp, rho4) of the galaxy's adaptive moments in
@@ -1229,16 +1229,17 @@ def _regauss_one(image, bad, gx0, gx1, gy0, gy1, psf, psf_guess, gal, nsig2, tol
         for xx in range(knx):
             flux_psf += psf[yy, xx]
     res = np.empty(10)
-    okp = _admom_one(psf, nobad, 0, knx - 1, 0, kny - 1, 0.5 * (knx - 1), 0.5 * (kny - 1), psf_guess,
-                     0.0, psf_guess, nsig2, tol, max_iter, max_shift, max_moment, res)
-    if not okp:
+    if not psf_known:  # the PSF's adaptive moments (reused while the PSF image repeats)
+        _admom_one(psf, nobad, 0, knx - 1, 0, kny - 1, 0.5 * (knx - 1), 0.5 * (kny - 1), psf_guess,
+                   0.0, psf_guess, nsig2, tol, max_iter, max_shift, max_moment, psf_res)
+    if psf_res[8] != 0:
         out[8] = F_NOT_CONVERGED
         return
-    x0p = res[0]
-    y0p = res[1]
-    mxxp = res[2]
-    mxyp = res[3]
-    myyp = res[4]
+    x0p = psf_res[0]
+    y0p = psf_res[1]
+    mxxp = psf_res[2]
+    mxyp = psf_res[3]
+    myyp = psf_res[4]
     tpsf = mxxp + myyp
     out[5] = (mxxp * myyp - mxyp * mxyp) ** 0.25
     out[6] = (mxxp - myyp) / tpsf
@@ -1382,6 +1383,8 @@ def _regauss(image, bad, bx0, bx1, by0, by1, psfs, psf_guess, gals, nsig2, tol, 
     """Re-Gaussianization of n galaxies; ``psfs`` (n, k, k), ``gals`` (n, 7), ``out`` (n, 9)."""
     n = gals.shape[0]
     o = np.empty(9)
+    psf_res = np.empty(10)
+    last = -1
     for i in range(n):
         for q in range(9):
             out[i, q] = math.nan
@@ -1392,8 +1395,10 @@ def _regauss(image, bad, bx0, bx1, by0, by1, psfs, psf_guess, gals, nsig2, tol, 
         if not ok or bx1[i] < bx0[i] or by1[i] < by0[i]:
             out[i, 8] = F_NO_PIXELS
             continue
+        known = last >= 0 and psf_guess[i] == psf_guess[last] and np.array_equal(psfs[i], psfs[last])
         _regauss_one(image, bad, bx0[i], bx1[i], by0[i], by1[i], psfs[i], psf_guess[i], gals[i],
-                     nsig2, tol, max_iter, max_shift, max_moment, nsig_rg, nsig_rg2, o)
+                     nsig2, tol, max_iter, max_shift, max_moment, nsig_rg, nsig_rg2, o, psf_res, known)
+        last = i
         for q in range(9):
             out[i, q] = o[q]
 

@@ -465,7 +465,7 @@ def measure_sources(
 
 
 def _sky_variance(px: _Pixels, x: np.ndarray, y: np.ndarray, r_in: float, r_out: float) -> np.ndarray:
-    """Sky variance per source: the clipped mean variance in the local-background annulus."""
+    """Sky variance per source: the mean variance in the local-background annulus."""
     n = x.size
     if px.var_mode == 1:
         return np.full(n, px.var_scalar)
@@ -473,8 +473,8 @@ def _sky_variance(px: _Pixels, x: np.ndarray, y: np.ndarray, r_in: float, r_out:
     err = np.empty(n)
     npx = np.empty(n, dtype=np.int32)
     flg = np.empty(n, dtype=np.int32)
-    K._annulus_background(px.var, px.bad, np.zeros((0, 0), np.uint8), x, y, r_in, r_out, 3.0, 3,
-                          val, err, npx, flg)
+    K._annulus_background(px.var, px.bad, np.zeros((0, 0), np.uint8), x, y, r_in, r_out, 3.0, 0,
+                          val, err, npx, flg)  # the variance plane is smooth: a plain mean
     return val
 
 
