@@ -15,7 +15,7 @@ from scipy.spatial import cKDTree
 from .._errors import InvalidInputError
 from ..core import validate_refcat
 from ._geometry import ARCSEC, angular_separation_arcsec, propagate_refcat, radec_from_vectors, unit_vectors
-from ._inputs import as_catalog, as_visits, check_positive, check_wcs, column
+from ._inputs import as_catalog, as_visits, check_positive, check_wcs, column, fast_unique
 
 __all__ = ["Association", "associate"]
 
@@ -112,11 +112,14 @@ def _sky_positions(cat: QTable, wcs: dict, keys: np.ndarray, inverse: np.ndarray
     return ra, dec
 
 
-def _match_to(tree_points: np.ndarray, query: np.ndarray, chord: float) -> tuple[np.ndarray, np.ndarray]:
+def _match_to(tree_points: np.ndarray, query: np.ndarray, chord: float, tree: cKDTree | None = None
+              ) -> tuple[np.ndarray, np.ndarray]:
     """Nearest tree point of each query within ``chord``; one query per tree point (nearest wins)."""
     if len(tree_points) == 0 or len(query) == 0:
         return np.full(len(query), -1, dtype=np.int64), np.full(len(query), np.inf)
-    dist, j = cKDTree(tree_points).query(query, distance_upper_bound=chord)
+    if tree is None:
+        tree = cKDTree(tree_points, balanced_tree=False, compact_nodes=False)
+    dist, j = tree.query(query, distance_upper_bound=chord)
     ok = np.isfinite(dist)
     j = np.where(ok, j, -1).astype(np.int64)
     # conflicts: several queries on one point -> the nearest keeps it
@@ -137,16 +140,19 @@ def _assign(vec: np.ndarray, visit_idx: list[np.ndarray], chord: float, means: n
     obj = np.full(n, -1, dtype=np.int64)
     sums = np.zeros((0, 3)) if means is None else np.zeros_like(means)
     counts = np.zeros(0 if means is None else len(means))
+    tree = None
     for idx in visit_idx:
         if idx.size == 0:
             continue
         if means is not None:
             ref = means
+            if tree is None or tree.n != len(means):
+                tree = cKDTree(means, balanced_tree=False, compact_nodes=False)
         else:
             ref = sums / np.maximum(counts, 1)[:, None] if len(sums) else np.zeros((0, 3))
             if len(ref):
                 ref = ref / np.linalg.norm(ref, axis=1, keepdims=True)
-        j, _ = _match_to(ref, vec[idx], chord)
+        j, _ = _match_to(ref, vec[idx], chord, tree if means is not None else None)
         new = j < 0
         if np.any(new) and means is None:
             n_new = int(new.sum())
@@ -161,9 +167,25 @@ def _assign(vec: np.ndarray, visit_idx: list[np.ndarray], chord: float, means: n
             sums = np.vstack([sums, np.zeros((n_new, 3))])
             counts = np.concatenate([counts, np.zeros(n_new)])
         obj[idx] = j
-        np.add.at(sums, j, vec[idx])
+        for c in range(3):
+            sums[:, c] += np.bincount(j, weights=vec[idx, c], minlength=len(sums))
         counts += np.bincount(j, minlength=len(counts))
     return obj
+
+
+def _unique_inverse(a: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """``np.unique(a, return_inverse=True)`` for non-negative integers, by counting when the range allows."""
+    if a.size and a.min() >= 0 and a.max() < 4 * a.size + 1_000_000:
+        present = np.bincount(a) > 0
+        values = np.nonzero(present)[0]
+        rank = np.cumsum(present) - 1
+        return values, rank[a]
+    return fast_unique(a, return_inverse=True)
+
+
+def _mean_vectors(obj: np.ndarray, vec: np.ndarray, n: int) -> np.ndarray:
+    sums = np.stack([np.bincount(obj, weights=vec[:, c], minlength=n) for c in range(3)], -1)
+    return sums / np.linalg.norm(sums, axis=1, keepdims=True)
 
 
 def associate(catalogs: Any, visits: Any, wcs: Mapping, refcat: Any, *, match_radius_arcsec: float = 1.0,
@@ -243,20 +265,20 @@ def associate(catalogs: Any, visits: Any, wcs: Mapping, refcat: Any, *, match_ra
     visit = column(cat, "visit", np.int64)
     det = column(cat, "detector", np.int64)
     vt = as_visits(visits, visit)
-    if len(np.unique(visit)) < 2:
-        raise InvalidInputError(
-            f"`catalogs` holds {len(np.unique(visit))} visit(s); joint calibration needs at least 2")
-    pairs = np.stack([visit, det], axis=1)
-    keys, inverse = np.unique(pairs, axis=0, return_inverse=True)
-    inverse = np.ravel(inverse)
+    n_vis = len(fast_unique(visit))
+    if n_vis < 2:
+        raise InvalidInputError(f"`catalogs` holds {n_vis} visit(s); joint calibration needs at least 2")
+    dspan = int(det.max() - det.min()) + 1
+    ukey, inverse = _unique_inverse((visit - visit.min()) * dspan + (det - det.min()))
+    keys = np.stack([ukey // dspan + visit.min(), ukey % dspan + det.min()], axis=1)
     wcs_ = check_wcs(wcs, [(int(a), int(b)) for a, b in keys])
     ref = validate_refcat(refcat, "astrometric")
 
     vid = column(vt, "visit", np.int64)
     vmjd = column(vt, "mjd")
     vband = np.asarray(vt["band"]).astype(str)
-    vpos = {int(v): i for i, v in enumerate(vid)}
-    vrow = np.array([vpos[int(v)] for v in visit], dtype=np.int64)
+    vsort = np.argsort(vid, kind="stable")
+    vrow = vsort[np.searchsorted(vid[vsort], visit)].astype(np.int64)
 
     ra, dec = _sky_positions(cat, wcs_, keys, inverse)
     ok = np.isfinite(ra) & np.isfinite(dec)
@@ -272,25 +294,23 @@ def associate(catalogs: Any, visits: Any, wcs: Mapping, refcat: Any, *, match_ra
 
     good = np.nonzero(ok)[0]
     order_v = np.argsort(-np.bincount(vrow[good], minlength=len(vt)), kind="stable")  # fullest visits first
-    visit_idx = [good[vrow[good] == v] for v in order_v]
+    by_visit = good[np.argsort(vrow[good], kind="stable")]
+    vb = np.searchsorted(vrow[by_visit], np.arange(len(vt) + 1))
+    visit_idx = [by_visit[vb[v]:vb[v + 1]] for v in order_v]
     obj = _assign(vec, visit_idx, chord, None)
     # pass 2: re-assign to the final means
     n_obj = int(obj.max()) + 1 if np.any(obj >= 0) else 0
-    sums = np.zeros((n_obj, 3))
-    np.add.at(sums, obj[good], vec[good])
-    means = sums / np.linalg.norm(sums, axis=1, keepdims=True)
+    means = _mean_vectors(obj[good], vec[good], n_obj)
     obj = _assign(vec, visit_idx, chord, means)
     # renumber densely, objects ordered by first appearance
-    used, obj_g = np.unique(obj[good], return_inverse=True)
+    used, obj_g = _unique_inverse(obj[good])
     obj = np.full(len(cat), -1, dtype=np.int64)
-    obj[good] = np.ravel(obj_g)
+    obj[good] = obj_g
     n_obj = len(used)
-    sums = np.zeros((n_obj, 3))
-    np.add.at(sums, obj[good], vec[good])
-    means = sums / np.linalg.norm(sums, axis=1, keepdims=True)
+    means = _mean_vectors(obj[good], vec[good], n_obj)
     n_meas = np.bincount(obj[good], minlength=n_obj)
-    vis_pairs = np.unique(np.stack([obj[good], vrow[good]], 1), axis=0)
-    n_vis = np.bincount(vis_pairs[:, 0], minlength=n_obj)
+    vis_pairs, _ = _unique_inverse(obj[good] * len(vt) + vrow[good])  # at most one source per object and visit
+    n_vis = np.bincount(vis_pairs // len(vt), minlength=n_obj)
     max_snr = np.full(n_obj, np.nan)
     if flux_column is not None:
         s_ok = good[np.isfinite(snr[good])]

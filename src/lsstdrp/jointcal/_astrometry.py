@@ -17,7 +17,7 @@ from ..core import as_rng
 from ._associate import Association
 from ._export import export_many
 from ._geometry import ARCSEC, earth_barycentric_au, local_basis, project, radec_from_vectors, unit_vectors
-from ._inputs import check_fraction, check_nonneg, check_order, check_positive, column
+from ._inputs import check_fraction, check_nonneg, check_order, check_positive, column, fast_unique
 from ._model import AstrometricModel, fit_poly, identity_visit_coef
 from ._poly import n_terms
 from ._solver import CameraBlock, Problem, covariance, jc_dot, solve_step, subset_leverage
@@ -75,8 +75,9 @@ class AstrometryResult:
         Total chi² of the fitted measurements and reference priors, degrees of freedom
         (data - parameters) and their ratio.
     chi2_dof_bright : float
-        chi²/dof of the stars with median S/N >= ``bright_snr`` (dof reduced by the
-        parameters' share).
+        chi² of the measurements of stars with mean S/N >= ``bright_snr`` over its
+        expectation (their rows minus their leverage, i.e. the parameters' share,
+        estimated on up to 1000 of those stars).
     n_measurements, n_stars, n_clipped, n_reserved, n_reference : int
         Fitted measurements (after clipping), fitted stars, clipped measurements,
         reserved stars, fitted stars tied to the reference catalog.
@@ -210,7 +211,7 @@ class _Stars:
 class _Meas:
     x: np.ndarray
     y: np.ndarray
-    cov: np.ndarray       # (n, 2, 2) pixel covariance
+    cov: np.ndarray       # (n, 3) pixel covariance (xx, yy, xy)
     vi: np.ndarray
     di: np.ndarray
     star: np.ndarray      # star index (-1 none)
@@ -246,76 +247,60 @@ def _motion_matrix(k: int, dt: np.ndarray, pe: np.ndarray) -> np.ndarray:
 
 
 class _Evaluator:
-    """Model, residuals and Jacobian factors for a subset of measurements."""
+    r"""Model, residuals and whitened Jacobian factors for a subset of measurements.
+
+    For measurement ``i`` (visit ``v``, detector ``d``, star ``s``): frame position
+    ``U = P_d(x)``, model ``t = V_v(U)`` with ``G = dV_v/dU``; the pixel Jacobian
+    ``J = G dP_d/dx`` maps the pixel covariance to ``C = J C_pix J^T + floor² I``,
+    whitened by ``W = L^-1`` (``L L^T = C``); the star is at ``p_s + o e_s + o' n_s``
+    with ``(o, o') = K theta_s`` (plus the known motion of a reference star in the
+    static model), projected about the visit's tangent point with Jacobian ``D``; the
+    residual is ``r = t - TAN_v(star)``. Returned: ``phi, psi`` (bases), ``uv``, ``tp``,
+    ``r``, ``e = W r``, ``w``, ``wg = W G`` and ``js = -W D K``. Computed by the numba
+    kernel :func:`_kernels.eval_astrometry`; ``tests/jointcal/test_solver.py`` holds a
+    plain-numpy twin.
+    """
 
     def __init__(self, model: AstrometricModel, meas: _Meas, stars: _Stars, k: int, floor_arcsec: float):
         self.model, self.meas, self.stars, self.k, self.floor = model, meas, stars, k, floor_arcsec
 
-    def model_side(self, idx: np.ndarray):
-        m, me = self.model, self.meas
-        vi, di = me.vi[idx], me.di[idx]
-        x, y = me.x[idx], me.y[idx]
-        phi, px, py = m.detector_basis(di, x, y, grad=True)
+    _cache_idx: Any = None
+    _cache: Any = None
+
+    def _gather(self, idx: np.ndarray) -> tuple:
+        if self._cache_idx is idx:
+            return self._cache
+        me = self.meas
+        g = (me.x[idx], me.y[idx], me.cov[idx], me.vi[idx].astype(np.int64), me.di[idx].astype(np.int64),
+             me.star[idx].astype(np.int64), me.dt[idx], me.pe[idx])
+        self._cache_idx, self._cache = idx, g
+        return g
+
+    def restrict(self, idx: np.ndarray, res: dict, keep: np.ndarray) -> tuple[np.ndarray, dict]:
+        """``idx[keep]`` and the residual dict restricted to it (no re-evaluation)."""
+        new = idx[keep]
+        if self._cache_idx is idx:
+            self._cache_idx, self._cache = new, tuple(a[keep] for a in self._cache)
+        return new, {k_: v[keep] for k_, v in res.items()}
+
+    def residuals(self, idx: np.ndarray, theta: np.ndarray | None = None) -> dict:
+        from . import _kernels
+        from ._poly import exponents, order_of_terms
+
+        m, st = self.model, self.stars
         n = len(idx)
-        uv = np.empty((n, 2))
-        jd = np.empty((n, 2, 2))
-        for d in np.unique(di):
-            s = di == d
-            coef = m.detector_coef[d]
-            uv[s] = phi[s] @ coef.T
-            jd[s, :, 0] = px[s] @ coef.T
-            jd[s, :, 1] = py[s] @ coef.T
-        psi, pu, pv = m.visit_basis(uv, grad=True)
-        tp = np.empty((n, 2))
-        g = np.empty((n, 2, 2))
-        order = np.argsort(vi, kind="stable")
-        bounds = np.searchsorted(vi[order], np.arange(len(m.visits) + 1))
-        for v in range(len(m.visits)):
-            s = order[bounds[v]:bounds[v + 1]]
-            if s.size == 0:
-                continue
-            coef = m.visit_coef[v]
-            tp[s] = psi[s] @ coef.T
-            g[s, :, 0] = pu[s] @ coef.T
-            g[s, :, 1] = pv[s] @ coef.T
-        return phi, uv, jd, psi, tp, g
-
-    def star_side(self, idx: np.ndarray, theta: np.ndarray | None = None):
-        st, me, m = self.stars, self.meas, self.model
-        s = me.star[idx]
+        ntd, ntv, k = m.nt_detector, m.nt_visit, self.k
+        out = {"phi": np.empty((n, ntd)), "psi": np.empty((n, ntv)), "uv": np.empty((n, 2)),
+               "tp": np.empty((n, 2)), "r": np.empty((n, 2)), "e": np.empty((n, 2)), "w": np.empty((n, 2, 2)),
+               "wg": np.empty((n, 2, 2)), "js": np.empty((n, 2, k))}
         th = st.theta if theta is None else theta
-        kmat = _motion_matrix(self.k, me.dt[idx], me.pe[idx])
-        off = np.einsum("nak,nk->na", kmat, th[s])
-        if self.k == 2:
-            fm = st.fixed_motion[s]
-            off = off + np.stack([fm[:, 0] * me.dt[idx] - fm[:, 2] * me.pe[idx, 0],
-                                  fm[:, 1] * me.dt[idx] - fm[:, 2] * me.pe[idx, 1]], -1) / 1000.0
-        es, ns = st.e[s], st.n[s]
-        p = st.p0[s] + (off[:, 0:1] * ARCSEC) * es + (off[:, 1:2] * ARCSEC) * ns
-        t = m.tangent[me.vi[idx]]
-        c, e, n = t[:, 0], t[:, 1], t[:, 2]
-        pc = np.sum(p * c, -1)
-        xi = np.sum(p * e, -1) / pc
-        eta = np.sum(p * n, -1) / pc
-        # d(xi, eta)/d(offset) for offsets along the star's e_s, n_s (dimensionless)
-        dmat = np.empty((len(idx), 2, 2))
-        for j, b in enumerate((es, ns)):
-            bc = np.sum(b * c, -1)
-            dmat[:, 0, j] = (np.sum(b * e, -1) - xi * bc) / pc
-            dmat[:, 1, j] = (np.sum(b * n, -1) - eta * bc) / pc
-        star_tp = np.stack([xi, eta], -1) / ARCSEC
-        return star_tp, np.einsum("nab,nbk->nak", dmat, kmat)
-
-    def residuals(self, idx: np.ndarray, theta: np.ndarray | None = None):
-        phi, uv, jd, psi, tp, g = self.model_side(idx)
-        star_tp, dk = self.star_side(idx, theta)
-        jpix = np.einsum("nab,nbc->nac", g, jd)
-        cov = np.einsum("nab,nbc,ndc->nad", jpix, self.meas.cov[idx], jpix)
-        cov[:, 0, 0] += self.floor**2
-        cov[:, 1, 1] += self.floor**2
-        w = _inv_chol_2x2(cov)
-        r = tp - star_tp
-        return dict(phi=phi, uv=uv, psi=psi, tp=tp, g=g, w=w, r=r, e=np.einsum("nab,nb->na", w, r), dk=dk)
+        _kernels.eval_astrometry(
+            *self._gather(idx), m.detector_center, m.detector_scale,
+            m.detector_coef, exponents(order_of_terms(ntd)), m.frame_center, float(m.frame_scale), m.visit_coef,
+            exponents(order_of_terms(ntv)), m.tangent, st.p0, st.e, st.n, np.ascontiguousarray(th),
+            st.fixed_motion, float(self.floor) ** 2, ARCSEC,
+            out["phi"], out["psi"], out["uv"], out["tp"], out["r"], out["e"], out["w"], out["wg"], out["js"])
+        return out
 
 
 # ------------------------------------------------------------------------------------ setup
@@ -488,7 +473,7 @@ def fit_astrometry(association: Association, *, visit_order: int = 3, detector_o
         its order is reduced (down to 1; below that it is not fitted), and listed in
         ``reduced``.
     bright_snr : float
-        Median S/N defining the bright stars of ``chi2_dof_bright``.
+        Mean measurement S/N defining the bright stars of ``chi2_dof_bright``.
     max_iter : int
         Maximum Gauss–Newton iterations (outlier rejection included).
     reference_visit : int, optional
@@ -635,8 +620,9 @@ def fit_astrometry(association: Association, *, visit_order: int = 3, detector_o
 
     # visits / detectors and their orders (distinct constraining stars per map), iterated:
     # dropping a map can leave stars with a single measurement and other maps too thin
-    if len(np.unique(visit[in_fit])) < 2:
-        raise InvalidInputError(f"only {len(np.unique(visit[in_fit]))} visit(s) have fitted stars; joint "
+    n_vis_fit = len(fast_unique(visit[in_fit]))
+    if n_vis_fit < 2:
+        raise InvalidInputError(f"only {n_vis_fit} visit(s) have fitted stars; joint "
                                 "calibration needs at least 2")
 
     def order_for(nstars: int, req: int) -> int:
@@ -645,24 +631,38 @@ def fit_astrometry(association: Association, *, visit_order: int = 3, detector_o
             o -= 1
         return o
 
-    if reference_visit is not None and int(reference_visit) not in set(np.unique(visit[in_fit]).tolist()):
+    if reference_visit is not None and int(reference_visit) not in set(fast_unique(visit[in_fit]).tolist()):
         raise InvalidInputError(f"`reference_visit`={reference_visit!r} has no fitted stars")
-    det_first = {int(d): len(np.unique(obj[in_fit & (det == d)])) for d in np.unique(det[in_fit])}
-    vis_first = {int(v): len(np.unique(obj[in_fit & (visit == v)])) for v in np.unique(visit[in_fit])}
+    ukv, vinv = fast_unique(visit, return_inverse=True)
+    ukd, dinv = fast_unique(det, return_inverse=True)
+
+    def distinct_stars(key_inv: np.ndarray, n_keys: int, sel: np.ndarray) -> np.ndarray:
+        """Distinct objects per key among the selected measurements."""
+        pairs = fast_unique(obj[sel] * n_keys + key_inv[sel])
+        return np.bincount(pairs % n_keys, minlength=n_keys)
+
+    def as_dict(ids: np.ndarray, counts: np.ndarray) -> dict:
+        return {int(i): int(c) for i, c in zip(ids, counts) if c > 0}
+
+    det_first = as_dict(ukd, distinct_stars(dinv, len(ukd), in_fit))
+    vis_first = as_dict(ukv, distinct_stars(vinv, len(ukv), in_fit))
     ref_v = None
     for _ in range(20):
         n_before = int(in_fit.sum())
-        dstars = {int(d): len(np.unique(obj[in_fit & (det == d)])) for d in np.unique(det[in_fit])}
+        dstars = as_dict(ukd, distinct_stars(dinv, len(ukd), in_fit))
         dorders = {d: order_for(n, dorder_req) for d, n in dstars.items()}
         in_fit &= np.isin(det, [d for d, o in dorders.items() if o >= 1])
-        nmeas_v = {int(v): int(np.sum(in_fit & (visit == v))) for v in np.unique(visit[in_fit])}
+        nmeas_v = as_dict(ukv, np.bincount(vinv[in_fit], minlength=len(ukv)))
         if reference_visit is not None:
             ref_v = int(reference_visit)
         elif nmeas_v:
-            dset = set(np.unique(det[in_fit]).tolist())
-            full = [v for v in nmeas_v if set(np.unique(det[in_fit & (visit == v)]).tolist()) >= dset]
+            vd = np.bincount(vinv[in_fit] * len(ukd) + dinv[in_fit], minlength=len(ukv) * len(ukd))
+            vd = vd.reshape(len(ukv), len(ukd)) > 0
+            dset = vd.any(axis=0)
+            full_ = {int(ukv[i]) for i in range(len(ukv)) if np.all(vd[i] >= dset)}
+            full = [v for v in nmeas_v if v in full_]
             ref_v = max(full if full else list(nmeas_v), key=lambda v: nmeas_v[v])
-        vstars = {int(v): len(np.unique(obj[in_fit & (visit == v)])) for v in np.unique(visit[in_fit])}
+        vstars = as_dict(ukv, distinct_stars(vinv, len(ukv), in_fit))
         vorders = {v: (vorder_req if v == ref_v else order_for(n, vorder_req)) for v, n in vstars.items()}
         in_fit &= np.isin(visit, [v for v, o in vorders.items() if o >= 1])
         cnt = np.bincount(obj[in_fit], minlength=n_obj)
@@ -700,10 +700,7 @@ def fit_astrometry(association: Association, *, visit_order: int = 3, detector_o
     earth = earth_barycentric_au(mjd)
     o_safe = np.maximum(obj, 0)
     pe = np.stack([np.sum(earth * e_s[o_safe], -1), np.sum(earth * n_s[o_safe], -1)], -1)
-    pixcov = np.zeros((n_all, 2, 2))
-    pixcov[:, 0, 0] = np.where(ok, xe**2, 1.0)
-    pixcov[:, 1, 1] = np.where(ok, ye**2, 1.0)
-    pixcov[:, 0, 1] = pixcov[:, 1, 0] = np.where(ok, xyc, 0.0)
+    pixcov = np.stack([np.where(ok, xe**2, 1.0), np.where(ok, ye**2, 1.0), np.where(ok, xyc, 0.0)], -1)
     meas = _Meas(x=np.where(cover, x, 0.0), y=np.where(cover, y, 0.0), cov=pixcov, vi=vi_all, di=di_all,
                  star=np.where(obj >= 0, obj, -1), dt=(mjd - epoch) / _YEAR, pe=pe)
 
@@ -747,8 +744,9 @@ def fit_astrometry(association: Association, *, visit_order: int = 3, detector_o
     # star eligibility within the fit: initial star positions from the initial model
     ev = _Evaluator(model, meas, stars, k, floor)
     active = np.nonzero(in_fit)[0]
+    active = active[np.argsort(meas.star[active], kind="stable")]  # kept sorted by star
     stars.theta[:] = 0.0
-    _star_only_solve(ev, active, fit_obj, iterations=2)
+    _star_only_solve(ev, active, fit_obj, iterations=1)
 
     clipped = np.zeros(n_all, bool)
     it_range = range(max_iter)
@@ -758,6 +756,8 @@ def fit_astrometry(association: Association, *, visit_order: int = 3, detector_o
         it_range = tqdm(it_range, desc="fit_astrometry", unit="iter")
     success, reason = True, ""
     step = None
+    factor = None
+    n_changed = 0  # measurements / ties removed since the reduced matrix was built
     converged = False
     change = np.inf
     iterations = 0
@@ -765,7 +765,11 @@ def fit_astrometry(association: Association, *, visit_order: int = 3, detector_o
     for it in it_range:
         iterations = it + 1
         prob, uniq = _problem(res, meas, stars, active, n_cam, vis_cols, det_cols)
-        step = solve_step(prob)
+        # after the first step, the reduced matrix of an earlier step preconditions an exact CG solve
+        step = solve_step(prob, factor=factor)
+        if step.built:
+            n_changed = 0
+        factor = step.factor
         if not step.pivot_ok:
             log.warning("fit_astrometry: reduced camera matrix not positive definite at iteration %d", it + 1)
         _apply(ev, step.dc, vis_cols, det_cols, uniq, step.ds)
@@ -773,26 +777,27 @@ def fit_astrometry(association: Association, *, visit_order: int = 3, detector_o
         jds = np.einsum("nak,nk->na", prob.js, step.ds[prob.star])
         change = float(np.max(np.hypot(*(jdc + jds).T))) if len(active) else 0.0
         res = ev.residuals(active)
+        # outlier rejection: gross outliers at once, the rest once the linearisation has converged
+        thr = clip + 3.0 * change
+        chi = np.hypot(res["e"][:, 0], res["e"][:, 1])
+        sa = meas.star[active]
+        cand = np.nonzero(chi > thr)[0]
         n_new = 0
-        if change < 0.1:  # linearisation converged to a tenth of sigma: outlier rejection
-            chi = np.hypot(res["e"][:, 0], res["e"][:, 1])
-            sa = meas.star[active]
-            cand = np.nonzero(chi > clip)[0]
-            if cand.size:
-                srt = cand[np.lexsort((-chi[cand], sa[cand]))]
-                firsts = np.ones(srt.size, bool)
-                firsts[1:] = sa[srt][1:] != sa[srt][:-1]
-                worst = active[srt[firsts]]
-                clipped[worst] = True
-                n_new += worst.size
-            n_new += _clip_priors(stars, uniq, clip)
-            if n_new:
-                active = active[~clipped[active]]
-                active, dropped = _drop_thin_stars(active, meas, stars)
-                n_new += dropped
-                res = ev.residuals(active)
-        log.info("fit_astrometry: iteration %d chi2=%.6g change=%.3g sigma, %d rejected", it + 1, step.chi2, change,
-                 n_new)
+        if cand.size:
+            srt = cand[np.lexsort((-chi[cand], sa[cand]))]
+            firsts = np.ones(srt.size, bool)
+            firsts[1:] = sa[srt][1:] != sa[srt][:-1]
+            worst = active[srt[firsts]]
+            clipped[worst] = True
+            n_new += worst.size
+        n_new += _clip_priors(stars, uniq, thr)
+        if n_new:
+            keep = ~clipped[active] & _thin_keep(active, clipped, meas, stars)
+            n_new += int(np.sum(~keep & ~clipped[active]))
+            n_changed += n_new
+            active, res = ev.restrict(active, res, keep)
+        log.info("fit_astrometry: iteration %d chi2=%.6g change=%.3g sigma, %d rejected (%s, %d CG iterations)",
+                 it + 1, step.chi2, change, n_new, "built S" if step.built else "reused S", step.cg_iterations)
         if n_new == 0 and change < 1e-3:
             converged = True
             break
@@ -802,12 +807,14 @@ def fit_astrometry(association: Association, *, visit_order: int = 3, detector_o
         success, reason = False, "the reduced camera system is singular (degenerate geometry)"
 
     model = ev.model
-    # final statistics at the solution (after convergence the last step was ~0, so its matrices hold here)
-    fit_stars = np.unique(meas.star[active])
-    if not converged:
+    # final statistics at the solution. The covariance is that of the reduced matrix of the step
+    # that built it: rebuilt at the solution unless at most 0.1% of the data changed since then
+    # (relinearisation changes it by ~1e-6 relative: the model moves by << its own scale)
+    fit_stars = fast_unique(meas.star[active])
+    if not converged or n_changed > 1e-3 * max(len(active), 1):
         prob, uniq = _problem(res, meas, stars, active, n_cam, vis_cols, det_cols)
         step = solve_step(prob)
-    cov = covariance(step.reduced)
+    cov = covariance(step.factor)
     a_s = step.star_a
     chi2_meas = np.sum(res["e"] ** 2, axis=1)
     pj, pe = stars.prior(fit_stars)
@@ -818,18 +825,24 @@ def fit_astrometry(association: Association, *, visit_order: int = 3, detector_o
     dof = float(n_data - n_par)
     chi2_dof = chi2 / dof if dof > 0 else math.nan
     # bright stars: chi2 of their measurements over their expected value (rows - leverage)
-    med_snr = _median_by(meas.star[active], snr[active], n_obj)
-    bright = med_snr >= bright_snr
-    bm = bright[meas.star[active]]
+    sa = meas.star[active]
+    with np.errstate(invalid="ignore", divide="ignore"):
+        mean_snr = np.bincount(sa, weights=snr[active], minlength=n_obj) / np.bincount(sa, minlength=n_obj)
+    bright = mean_snr >= bright_snr
+    bm = bright[sa]
     chi2_b = float(chi2_meas[bm].sum())
-    dof_b = 2.0 * float(bm.sum()) - subset_leverage(prob, cov, bright[uniq]) if bm.any() else 0.0
+    if bm.any():
+        prob_b, uniq_b = _problem(res, meas, stars, active, n_cam, vis_cols, det_cols)
+        dof_b = 2.0 * float(bm.sum()) - subset_leverage(prob_b, cov, bright[uniq_b], max_stars=1000)
+    else:
+        dof_b = 0.0
     chi2_dof_bright = chi2_b / dof_b if dof_b > 0 else math.nan
 
     # every other associated object: position it with the final model (static, no priors)
     other_obj = ~fit_obj & (np.bincount(obj[cover], minlength=n_obj) > 0)
     other_idx = np.nonzero(cover & other_obj[np.maximum(obj, 0)])[0]
     res_idx = np.nonzero(cover & reserved_obj[np.maximum(obj, 0)] & ok)[0]
-    _star_only_solve(ev, other_idx, other_obj, iterations=3, use_priors=False)
+    _star_only_solve(ev, other_idx, other_obj, iterations=2, use_priors=False)
     validation = _validate(ev, res_idx, reserved_obj, k)
 
     # residual table of everything covered
@@ -965,17 +978,20 @@ def _setup_stars(assoc: Association, p0, e_s, n_s, k, epoch, ref_index, fit_obj)
 
 def _problem(res: dict, meas: _Meas, stars: _Stars, active: np.ndarray, n_cam: int, vis_cols, det_cols
              ) -> tuple[Problem, np.ndarray]:
-    w = res["w"]
-    uniq, sloc = np.unique(meas.star[active], return_inverse=True)
-    js = -np.einsum("nab,nbk->nak", w, res["dk"])
-    vb = CameraBlock(owner=meas.vi[active].astype(np.int64), cols=vis_cols, coef=np.ascontiguousarray(w),
-                     basis=np.ascontiguousarray(res["psi"]))
-    db = CameraBlock(owner=meas.di[active].astype(np.int64), cols=det_cols,
-                     coef=np.ascontiguousarray(np.einsum("nab,nbc->nac", w, res["g"])),
-                     basis=np.ascontiguousarray(res["phi"]))
+    sa = meas.star[active]
+    if sa.size and np.all(sa[1:] >= sa[:-1]):  # sorted by star (the fit keeps it so)
+        first = np.ones(sa.size, bool)
+        first[1:] = sa[1:] != sa[:-1]
+        uniq = sa[first]
+        sloc = np.cumsum(first) - 1
+    else:
+        uniq, sloc = fast_unique(sa, return_inverse=True)
+    vi, di = meas.vi[active].astype(np.int64), meas.di[active].astype(np.int64)
+    vb = CameraBlock(owner=vi, cols=vis_cols, coef=res["w"], basis=res["psi"])
+    db = CameraBlock(owner=di, cols=det_cols, coef=res["wg"], basis=res["phi"])
     pj, pe = stars.prior(uniq)
     prob = Problem(n_camera=n_cam, blocks=(vb, db), star=np.ravel(sloc).astype(np.int64), n_stars=len(uniq),
-                   js=np.ascontiguousarray(js), e=np.ascontiguousarray(res["e"]), prior_j=pj, prior_e=pe)
+                   js=res["js"], e=res["e"], prior_j=pj, prior_e=pe, group=vi * (int(di.max()) + 1 if di.size else 1) + di)
     return prob, uniq
 
 
@@ -996,12 +1012,13 @@ def _clip_priors(stars: _Stars, idx: np.ndarray, clip: float) -> int:
     return int(bad.size)
 
 
-def _drop_thin_stars(active: np.ndarray, meas: _Meas, stars: _Stars) -> tuple[np.ndarray, int]:
+def _thin_keep(active: np.ndarray, clipped: np.ndarray, meas: _Meas, stars: _Stars) -> np.ndarray:
+    """Measurements of ``active`` whose star keeps enough unclipped measurements (2, or 1 + a tie)."""
     n_s = len(stars.p0)
-    cnt = np.bincount(meas.star[active], minlength=n_s)
+    sa = meas.star[active]
+    cnt = np.bincount(sa[~clipped[active]], minlength=n_s)
     ok = (cnt >= 2) | ((cnt >= 1) & stars.has_prior)
-    keep = ok[meas.star[active]]
-    return active[keep], int(np.sum(~keep))
+    return ok[sa]
 
 
 def _median_by(group: np.ndarray, val: np.ndarray, n: int) -> np.ndarray:
@@ -1022,35 +1039,29 @@ def _median_by(group: np.ndarray, val: np.ndarray, n: int) -> np.ndarray:
 def _star_only_solve(ev: _Evaluator, idx: np.ndarray, which: np.ndarray, *, iterations: int,
                      use_priors: bool = True) -> None:
     """Update the parameters of the stars of measurements ``idx`` with the camera fixed."""
+    from . import _kernels
+
     if idx.size == 0:
         return
     st = ev.stars
-    k = ev.k
+    n_s = len(st.p0)
+    s = ev.meas.star[idx].astype(np.int64)
+    upd = which & (np.bincount(s, minlength=n_s) > 0)
+    ui = np.nonzero(upd)[0]
     for _ in range(iterations):
         res = ev.residuals(idx)
-        js = -np.einsum("nab,nbk->nak", res["w"], res["dk"])
-        n_s = len(st.p0)
-        a = np.zeros((n_s, k, k))
-        g = np.zeros((n_s, k))
-        s = ev.meas.star[idx]
-        for i in range(k):
-            g[:, i] = np.bincount(s, weights=np.einsum("nr,nr->n", js[:, :, i], res["e"]), minlength=n_s)
-            for j in range(k):
-                a[:, i, j] = np.bincount(s, weights=np.einsum("nr,nr->n", js[:, :, i], js[:, :, j]), minlength=n_s)
-        allst = np.arange(n_s)
+        a, g = _kernels.star_normal(s, res["js"], res["e"], n_s)
         if use_priors:
-            pj, pe = st.prior(allst)
+            pj, pe = st.prior(ui)
         else:
-            pj = st.base_j
-            pe = np.einsum("spk,sk->sp", pj, st.theta)
-        a += np.einsum("spa,spb->sab", pj, pj)
-        g += np.einsum("spa,sp->sa", pj, pe)
-        upd = which & (np.bincount(s, minlength=n_s) > 0)
-        aa = a[upd]
+            pj = st.base_j[ui]
+            pe = np.einsum("spk,sk->sp", pj, st.theta[ui])
+        aa = a[ui] + np.einsum("spa,spb->sab", pj, pj)
+        gg = g[ui] + np.einsum("spa,sp->sa", pj, pe)
         ok = np.linalg.det(aa) > 0
-        d = np.zeros((int(upd.sum()), k))
-        d[ok] = -np.linalg.solve(aa[ok], g[upd][ok][..., None])[..., 0]
-        st.theta[upd] += d
+        d = np.zeros((ui.size, ev.k))
+        d[ok] = -np.linalg.solve(aa[ok], gg[ok][..., None])[..., 0]
+        st.theta[ui] += d
 
 
 def _validate(ev: _Evaluator, idx: np.ndarray, reserved: np.ndarray, k: int) -> dict:
@@ -1065,11 +1076,11 @@ def _validate(ev: _Evaluator, idx: np.ndarray, reserved: np.ndarray, k: int) -> 
         return {"n_stars": 0, "n_measurements": 0, "chi2_dof": math.nan, "rms_mas": math.nan}
     saved = st.has_prior.copy()
     st.has_prior[reserved] = False
-    _star_only_solve(ev, idx, reserved, iterations=3, use_priors=False)
+    _star_only_solve(ev, idx, reserved, iterations=2, use_priors=False)
     st.has_prior[:] = saved
     res = ev.residuals(idx)
     chi2 = float(np.sum(res["e"] ** 2))
-    n_st = len(np.unique(ev.meas.star[idx]))
+    n_st = len(fast_unique(ev.meas.star[idx]))
     kk = 2
     dof = 2 * idx.size - kk * n_st
     return {"n_stars": n_st, "n_measurements": int(idx.size), "chi2_dof": chi2 / dof if dof > 0 else math.nan,

@@ -10,7 +10,7 @@ from astropy.table import QTable, Table, vstack
 
 from .._errors import InvalidInputError
 
-__all__ = ["as_catalog", "as_visits", "column", "check_wcs", "check_order", "check_fraction",
+__all__ = ["as_catalog", "as_visits", "column", "check_wcs", "check_order", "check_fraction", "fast_unique",
            "check_nonneg", "check_positive"]
 
 REQUIRED = ("visit", "detector", "x", "y", "x_err", "y_err")
@@ -63,7 +63,7 @@ def as_visits(visits: Any, needed: np.ndarray) -> QTable:
     ids = column(vt, "visit", np.int64)
     if len(np.unique(ids)) != len(ids):
         raise InvalidInputError("`visits['visit']` has duplicate visit ids")
-    absent = sorted(set(np.unique(needed).tolist()) - set(ids.tolist()))
+    absent = sorted(set(fast_unique(needed).tolist()) - set(ids.tolist()))
     if absent:
         raise InvalidInputError(f"visits {absent[:5]} of `catalogs` are not in `visits`")
     mjd = column(vt, "mjd")
@@ -126,3 +126,24 @@ def check_positive(value: Any, name: str) -> float:
     if v <= 0:
         raise InvalidInputError(f"`{name}` must be > 0; got {value!r}")
     return v
+
+
+def fast_unique(a: np.ndarray, *, return_index: bool = False, return_inverse: bool = False):
+    """Sorted unique values of a 1-D array by one stable argsort (numpy's hash-based
+    ``unique`` is slow on millions of integers); optionally the first index of each value
+    and the inverse mapping, as :func:`numpy.unique`."""
+    a = np.asarray(a).ravel()
+    order = np.argsort(a, kind="stable")
+    s = a[order]
+    flag = np.ones(s.size, bool)
+    if s.size:
+        flag[1:] = s[1:] != s[:-1]
+    values = s[flag]
+    out = [values]
+    if return_index:
+        out.append(order[flag])
+    if return_inverse:
+        inv = np.empty(a.size, np.int64)
+        inv[order] = np.cumsum(flag) - 1
+        out.append(inv)
+    return out[0] if len(out) == 1 else tuple(out)

@@ -17,11 +17,11 @@ from scipy.stats import chi2 as chi2_dist
 from .._errors import InvalidInputError
 from ..core import AB_MAG_OF_1_NJY, PhotoCalib, as_rng, validate_refcat
 from ._associate import Association
-from ._astrometry import AstrometryResult, _detector_boxes, _median_by
+from ._astrometry import AstrometryResult, _detector_boxes
 from ._geometry import ARCSEC, local_basis, project, unit_vectors
-from ._inputs import check_fraction, check_nonneg, check_order, check_positive, column
+from ._inputs import check_fraction, check_nonneg, check_order, check_positive, column, fast_unique
 from ._poly import cheb_vander, n_terms
-from ._solver import CameraBlock, Problem, covariance, solve_step
+from ._solver import CameraBlock, Problem, covariance, jc_dot, solve_step
 
 __all__ = ["PhotometryResult", "PhotometricModel", "fit_photometry", "BANDS_ORDER"]
 
@@ -51,7 +51,7 @@ class PhotometryResult:
         Fitted measurements, fitted (object, band) pairs, clipped measurements, star
         bands rejected as variable, fitted star bands tied to the reference.
     repeatability : dict
-        Per band, bright stars (median S/N >= ``bright_snr``): ``rms_mmag`` (scatter of
+        Per band, bright stars (mean S/N >= ``bright_snr``): ``rms_mmag`` (scatter of
         calibrated magnitudes about each star's mean, ``n/(n-1)`` corrected),
         ``photon_mmag`` (rms of the measurement errors) and ``excess_mmag`` (their
         difference in quadrature, 0 if negative), ``n_stars``.
@@ -295,7 +295,7 @@ def fit_photometry(association: Association, refcat: Any, *, astrometry: Astrome
     isolated_only : bool
         Fit only isolated objects.
     bright_snr : float
-        Median S/N of the stars of the repeatability statistics.
+        Mean S/N of the stars of the repeatability statistics.
     calib_order : int
         Order of the Chebyshev spatial term of the exported ``PhotoCalib``.
     max_iter : int
@@ -380,15 +380,22 @@ def fit_photometry(association: Association, refcat: Any, *, astrometry: Astrome
     det = column(me, "detector", np.int64)
     obj = column(me, "object", np.int64)
     x, y = column(me, "x"), column(me, "y")
-    band = np.asarray(me["band"]).astype(str)
+    band = np.asarray(me["band"])
     snr = column(me, "snr")
     n_all, n_obj = len(me), len(assoc.objects)
-    bands = [b for b in BANDS_ORDER if b in set(band.tolist())] + sorted(set(band.tolist()) - set(BANDS_ORDER))
+    present = set(np.asarray(assoc.visits["band"]).astype(str)[np.isin(column(assoc.visits, "visit", np.int64),
+                                                                        fast_unique(visit))].tolist())
+    bands = [b for b in BANDS_ORDER if b in present] + sorted(present - set(BANDS_ORDER))
     if color_term is not None:
         if len(color_term) != 2 or any(b not in bands for b in color_term):
             raise InvalidInputError(f"`color_term` must be two bands of the data {bands}; got {color_term!r}")
     gen = as_rng(rng)
-    bidx = np.array([bands.index(b) for b in band], np.int64) if n_all else np.zeros(0, np.int64)
+    # band index of each measurement through its visit (strings compared once per visit)
+    vt_ids = column(assoc.visits, "visit", np.int64)
+    vt_band = np.asarray(assoc.visits["band"]).astype(str)
+    vt_sort = np.argsort(vt_ids)
+    vrow = vt_sort[np.searchsorted(vt_ids[vt_sort], visit).clip(0, len(vt_ids) - 1)]
+    bidx = np.array([bands.index(b) if b in bands else 0 for b in vt_band], np.int64)[vrow]
 
     with np.errstate(divide="ignore", invalid="ignore"):
         mag = np.where(flux > 0, -_MAG * np.log(np.where(flux > 0, flux, 1.0)), np.nan)
@@ -427,8 +434,8 @@ def fit_photometry(association: Association, refcat: Any, *, astrometry: Astrome
         raise InvalidInputError("no photometric reference star among the fitted stars: the reference catalog does "
                                 "not overlap the data")
     in_fit = ok & fit_sb[np.maximum(sb_all, 0)]
-    vis_ids = np.unique(visit[in_fit])
-    det_ids = np.unique(det[in_fit])
+    vis_ids = fast_unique(visit[in_fit])
+    det_ids = fast_unique(det[in_fit])
     if len(vis_ids) < 2:
         raise InvalidInputError(f"only {len(vis_ids)} visit(s) have fitted stars; joint calibration needs at least 2")
     cover = valid & np.isin(visit, vis_ids) & np.isin(det, det_ids)
@@ -507,22 +514,30 @@ def fit_photometry(association: Association, refcat: Any, *, astrometry: Astrome
     phi_v[cidx] = pmodel.visit_basis(uv[cidx])
     phi_d[cidx] = pmodel.detector_basis(di[cidx], x[cidx], y[cidx])
 
+    one_all = np.ones((n_all, 1, 1))
+    calib_blocks = (CameraBlock(vi.astype(np.int64), vis_cols, one_all, phi_v),
+                    CameraBlock(di.astype(np.int64), det_cols, one_all, phi_d))
+    calib_cache: dict = {}
+
     def calib(idx: np.ndarray, p: np.ndarray) -> np.ndarray:
-        """Calibration offset (mag) of measurements idx: m_cal = m + calib."""
-        z = np.einsum("nt,nt->n", phi_v[idx], p[vis_cols[vi[idx], 0]])
-        z += np.einsum("nt,nt->n", phi_d[idx], p[det_cols[di[idx], 0]])
-        z += p[col_cols[bidx[idx], 0, 0]] * (colors[obj[idx]] - c_ref)
-        return z
+        """Calibration offset (mag) of measurements idx: m_cal = m + calib (all rows computed once per p)."""
+        key = (p.tobytes(), colors.tobytes() if color_term is not None else b"", c_ref)
+        if calib_cache.get("key") != key:
+            z = jc_dot(calib_blocks, p[:-1], n_all, 1)[:, 0]
+            if color_term is not None:
+                z += p[col_cols[bidx, 0, 0]] * (colors[np.maximum(obj, 0)] - c_ref)
+            calib_cache.update(key=key, z=z)
+        return calib_cache["z"][idx]
 
     # zeropoint start: median of (ref - inst) over tied measurements per band, else 0
     act = np.nonzero(in_fit)[0]
+    act = act[np.argsort(sb_all[act], kind="stable")]  # kept sorted by star band
+    vis_band = np.bincount(vi[act] * nb + bidx[act], minlength=nv * nb).reshape(nv, nb)
     for j in range(nb):
         s = act[(bidx[act] == j) & has_ref_sb[sb_all[act]]]
         if s.size:
             zp0 = float(np.median(ref_mag[sb_all[s]] - mag[s]))
-            for i in range(nv):
-                if np.any(bidx[act][vi[act] == i] == j):
-                    params[vis_cols[i, 0, 0]] = zp0
+            params[vis_cols[vis_band[:, j] > 0, 0, 0]] = zp0
     params[n_cam] = 0.0
 
     def update_star_means(idx: np.ndarray, p: np.ndarray) -> None:
@@ -542,12 +557,16 @@ def fit_photometry(association: Association, refcat: Any, *, astrometry: Astrome
     variable = np.zeros(n_obj * nb, bool)
     tie = has_ref_sb.copy()
     step = None
+    factor = None
+    n_changed = 0
     converged = False
     iterations = 0
     for it in range(max_iter):
         iterations = it + 1
-        uniq, sloc = np.unique(sb_loc_all[act], return_inverse=True)
-        sloc = np.ravel(sloc)
+        sba = sb_loc_all[act]
+        first_ = np.ones(sba.size, bool)
+        first_[1:] = sba[1:] != sba[:-1]
+        uniq, sloc = sba[first_], np.cumsum(first_) - 1
         w = 1.0 / sig_t[act]
         e = ((mag[act] + calib(act, params) - star_mag[sb_all[act]]) * w)[:, None]
         coef = w[:, None, None]
@@ -562,8 +581,14 @@ def fit_photometry(association: Association, refcat: Any, *, astrometry: Astrome
         pj[tied, 0, 0] = 1.0 / ref_sig[uniq[tied]]
         pe[tied, 0] = (star_mag[uniq[tied]] - ref_mag[uniq[tied]]) / ref_sig[uniq[tied]]
         prob = Problem(n_camera=n_cam, blocks=tuple(blocks), star=sloc.astype(np.int64), n_stars=len(uniq),
-                       js=-w[:, None, None].copy(), e=e, prior_j=pj, prior_e=pe)
+                       js=-w[:, None, None].copy(), e=e, prior_j=pj, prior_e=pe,
+                       group=vi[act].astype(np.int64) * nd + di[act])
+        # the reduced matrix is small (visits x a few terms): rebuilding it is cheaper than CG
+        # preconditioned by the previous one after variable stars are removed
         step = solve_step(prob)
+        if step.built:
+            n_changed = 0
+        factor = step.factor
         params[:n_cam] += step.dc
         star_mag[uniq] += step.ds[:, 0]
         if color_term is not None:
@@ -596,6 +621,7 @@ def fit_photometry(association: Association, refcat: Any, *, astrometry: Astrome
         change = float(np.max(np.abs(step.dc))) if n_cam else 0.0
         log.info("fit_photometry: iteration %d chi2=%.6g, %d rejected", it + 1, step.chi2, n_new)
         if n_new:
+            n_changed += n_new
             keep = ~clipped[act] & ~variable[sb_all[act]]
             act = act[keep]
             cnt_a = np.bincount(sb_all[act], minlength=n_obj * nb)
@@ -610,9 +636,11 @@ def fit_photometry(association: Association, refcat: Any, *, astrometry: Astrome
     if step is not None and not step.pivot_ok:
         success, reason = False, "the calibration system is singular (disconnected visits or detectors)"
 
-    # final quantities
-    uniq = np.unique(sb_all[act])
-    cov = covariance(step.reduced) if step is not None else np.zeros((0, 0))
+    # final quantities (covariance rebuilt at the solution unless < 0.1% of the data changed)
+    uniq = fast_unique(sb_all[act])
+    if step is not None and n_changed > 1e-3 * max(len(act), 1):
+        step = solve_step(prob)
+    cov = covariance(step.factor) if step is not None else np.zeros((0, 0))
     w_act = 1.0 / sig_t[act]
     r_act = (mag[act] + calib(act, params) - star_mag[sb_all[act]]) * w_act
     tied_f = tie[uniq]
@@ -620,7 +648,9 @@ def fit_photometry(association: Association, refcat: Any, *, astrometry: Astrome
     dof = float(len(act) + tied_f.sum() - n_cam - len(uniq))
 
     # repeatability of bright stars (photon noise removed in quadrature)
-    med = _median_by(sb_all[act], snr[act], n_obj * nb)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        med = np.bincount(sb_all[act], weights=snr[act], minlength=n_obj * nb) / np.bincount(
+            sb_all[act], minlength=n_obj * nb)  # mean S/N per star band
     repeat = {}
     offsets = {}
     mcal_act = mag[act] + calib(act, params)
@@ -663,7 +693,7 @@ def fit_photometry(association: Association, refcat: Any, *, astrometry: Astrome
         sw = np.bincount(sb_all[res_idx], weights=wr, minlength=n_obj * nb)
         mm = np.bincount(sb_all[res_idx], weights=wr * mc, minlength=n_obj * nb) / np.maximum(sw, 1e-300)
         rr = (mc - mm[sb_all[res_idx]]) / sig_t[res_idx]
-        ns = len(np.unique(sb_all[res_idx]))
+        ns = len(fast_unique(sb_all[res_idx]))
         validation = {"n_stars": ns, "n_measurements": int(res_idx.size),
                       "chi2_dof": float(np.sum(rr**2) / (res_idx.size - ns)),
                       "rms_mmag": float(np.sqrt(np.mean((mc - mm[sb_all[res_idx]]) ** 2)) * 1e3)}
@@ -711,10 +741,8 @@ def fit_photometry(association: Association, refcat: Any, *, astrometry: Astrome
     # zeropoints, detector terms, exports
     zp_t = QTable()
     zp_t["visit"] = vis_ids
-    vband = {}
-    for i, v in enumerate(vis_ids):
-        bs = bidx[cidx][vi[cidx] == i]
-        vband[int(v)] = bands[int(np.bincount(bs).argmax())] if bs.size else ""
+    vb_counts = np.bincount(vi[cidx] * nb + bidx[cidx], minlength=nv * nb).reshape(nv, nb)
+    vband = {int(v): (bands[int(vb_counts[i].argmax())] if vb_counts[i].sum() else "") for i, v in enumerate(vis_ids)}
     zp_t["band"] = np.array([vband[int(v)] for v in vis_ids])
     p0 = np.append(params[:n_cam], 0.0)
     zc = p0[vis_cols[:, 0, 0]]
@@ -731,12 +759,10 @@ def fit_photometry(association: Association, refcat: Any, *, astrometry: Astrome
     calibs: dict = {}
     exp_rows = []
     if success:
-        for (kv, kd) in sorted(assoc.wcs):
-            if kv not in vis_ids or kd not in det_ids:
-                continue
-            pc, err_mmag = _export_calib(pmodel, kv, kd, cov, n_cam, corder)
-            calibs[(kv, kd)] = pc
-            exp_rows.append((kv, kd, err_mmag))
+        keys = [k_ for k_ in sorted(assoc.wcs) if k_[0] in vis_ids and k_[1] in det_ids]
+        for key, (pc, err_mmag) in _export_calibs(pmodel, keys, cov, n_cam, corder).items():
+            calibs[key] = pc
+            exp_rows.append((key[0], key[1], err_mmag))
     export = QTable(rows=exp_rows, names=("visit", "detector", "max_error_mmag"),
                     dtype=(np.int64, np.int64, float)) if exp_rows else QTable(
         names=("visit", "detector", "max_error_mmag"), dtype=(np.int64, np.int64, float))
@@ -759,31 +785,66 @@ def _update_colors(colors: np.ndarray, star_mag: np.ndarray, n_obj: int, nb: int
     return med if c_ref is None else c_ref
 
 
-def _export_calib(pmodel: PhotometricModel, kv: int, kd: int, cov: np.ndarray, n_cam: int,
-                  corder: int) -> tuple[PhotoCalib, float]:
-    """PhotoCalib of one (visit, detector): zeropoint at the centre + Chebyshev fractional term."""
-    di = int(np.searchsorted(pmodel.detectors, kd))
-    x0, x1, y0, y1 = pmodel.boxes[di]
-    ng = max(corder + 4, 9)
-    gx, gy = np.meshgrid(np.linspace(x0, x1, ng), np.linspace(y0, y1, ng))
-    gx, gy = gx.ravel(), gy.ravel()
-    xc, yc = 0.5 * (x0 + x1), 0.5 * (y0 + y1)
-    zg = pmodel.offset(kv, kd, gx, gy)
-    jc, cols = pmodel.design(kv, kd, np.array([xc]), np.array([yc]))
-    zc = float(jc[0] @ pmodel.params[cols])
-    keep = cols < n_cam
-    jj = jc[0, keep]
-    zerr = float(np.sqrt(max(jj @ cov[np.ix_(cols[keep], cols[keep])] @ jj, 0.0)))
-    frac = 10.0 ** (-0.4 * (zg - zc)) - 1.0
-    xs = (2.0 * gx - (x0 + x1)) / (x1 - x0)
-    ys = (2.0 * gy - (y0 + y1)) / (y1 - y0)
+def _export_calibs(pmodel: PhotometricModel, keys: list, cov: np.ndarray, n_cam: int, corder: int) -> dict:
+    """PhotoCalib of each (visit, detector): zeropoint at the centre + Chebyshev fractional term.
+
+    The model's calibration is evaluated on a grid over the detector (all exposures at
+    once), ``10^(-0.4 (z(x, y) - z_c)) - 1`` is fitted by a tensor Chebyshev series of
+    order ``corder`` per axis (PhotoCalib's form), and the largest difference to the
+    model on an independent grid (nodes and midpoints) is the export error (mmag).
+    """
     from numpy.polynomial import chebyshev
 
-    coef, *_ = np.linalg.lstsq(chebyshev.chebvander2d(xs, ys, [corder, corder]), frac, rcond=None)
-    # m_cal = m_inst + z: the AB magnitude of 1 e- at the centre is zc
-    pc = PhotoCalib(zeropoint=zc, zeropoint_err=zerr, spatial_coefficients=coef.reshape(corder + 1, corder + 1),
-                    bbox=(x0, x1, y0, y1))
-    cx, cy = np.meshgrid(np.linspace(x0, x1, 2 * ng - 1), np.linspace(y0, y1, 2 * ng - 1))
-    cx, cy = cx.ravel(), cy.ravel()
-    zpc = AB_MAG_OF_1_NJY - 2.5 * np.log10(pc.calibration(cx, cy))
-    return pc, float(np.max(np.abs(zpc - pmodel.offset(kv, kd, cx, cy))) * 1e3)
+    out: dict = {}
+    if not keys:
+        return out
+    ng = max(corder + 4, 9)
+    per_det: dict[int, tuple] = {}
+    for _, d in keys:
+        if d in per_det:
+            continue
+        di = int(np.searchsorted(pmodel.detectors, d))
+        x0, x1, y0, y1 = pmodel.boxes[di]
+        gx, gy = np.meshgrid(np.linspace(x0, x1, ng), np.linspace(y0, y1, ng))
+        cx, cy = np.meshgrid(np.linspace(x0, x1, 2 * ng - 1), np.linspace(y0, y1, 2 * ng - 1))
+        gx, gy, cx, cy = gx.ravel(), gy.ravel(), cx.ravel(), cy.ravel()
+        xs = (2.0 * gx - (x0 + x1)) / (x1 - x0)
+        ys = (2.0 * gy - (y0 + y1)) / (y1 - y0)
+        pinv = np.linalg.pinv(chebyshev.chebvander2d(xs, ys, [corder, corder]))
+        per_det[d] = (di, (x0, x1, y0, y1), gx, gy, cx, cy, pinv)
+    # evaluate the calibration at grid, check-grid and centre points of all exposures at once
+    vv, dd, xx, yy, parts = [], [], [], [], []
+    for v, d in keys:
+        di, box, gx, gy, cx, cy, _ = per_det[d]
+        xc, yc = 0.5 * (box[0] + box[1]), 0.5 * (box[2] + box[3])
+        px = np.concatenate([gx, cx, [xc]])
+        py = np.concatenate([gy, cy, [yc]])
+        vv.append(np.full(px.size, v))
+        dd.append(np.full(px.size, d))
+        xx.append(px)
+        yy.append(py)
+        parts.append(px.size)
+    vv, dd, xx, yy = (np.concatenate(a) for a in (vv, dd, xx, yy))
+    vi = np.searchsorted(pmodel.visits, vv)
+    di_all = np.searchsorted(pmodel.detectors, dd)
+    bv = pmodel.visit_basis(pmodel.focal(vv, dd, xx, yy))
+    bd = pmodel.detector_basis(di_all, xx, yy)
+    z = np.einsum("nt,nt->n", bv, pmodel.params[pmodel.visit_cols[vi, 0]]) + np.einsum(
+        "nt,nt->n", bd, pmodel.params[pmodel.detector_cols[di_all, 0]])
+    offs = np.concatenate([[0], np.cumsum(parts)])
+    for i, (v, d) in enumerate(keys):
+        di, box, gx, gy, cx, cy, pinv = per_det[d]
+        zi = z[offs[i]:offs[i + 1]]
+        zg, zchk, zc = zi[:gx.size], zi[gx.size:-1], float(zi[-1])
+        last = offs[i + 1] - 1
+        cols = np.concatenate([pmodel.visit_cols[vi[last], 0], pmodel.detector_cols[di, 0]])
+        jj = np.concatenate([bv[last], bd[last]])
+        keep = cols < n_cam
+        zerr = float(np.sqrt(max(jj[keep] @ cov[np.ix_(cols[keep], cols[keep])] @ jj[keep], 0.0)))
+        coef = pinv @ (10.0 ** (-0.4 * (zg - zc)) - 1.0)
+        # m_cal = m_inst + z: the AB magnitude of 1 e- at the centre is zc
+        pc = PhotoCalib(zeropoint=zc, zeropoint_err=zerr, spatial_coefficients=coef.reshape(corder + 1, corder + 1),
+                        bbox=box)
+        zpc = AB_MAG_OF_1_NJY - 2.5 * np.log10(pc.calibration(cx, cy))
+        out[(v, d)] = (pc, float(np.max(np.abs(zpc - zchk)) * 1e3))
+    return out

@@ -48,9 +48,13 @@ import dataclasses
 import numpy as np
 import scipy.linalg
 
-from . import _kernels
+from typing import Any
 
-__all__ = ["CameraBlock", "Problem", "Step", "solve_step", "jc_dot", "star_factors", "covariance", "subset_leverage"]
+from . import _kernels
+from ._inputs import fast_unique
+
+__all__ = ["CameraBlock", "Problem", "Step", "Factor", "factorize", "solve_step", "jc_dot", "jc_tdot",
+           "star_factors", "covariance", "subset_leverage"]
 
 _CHUNK_BYTES = 48 * 1024 * 1024
 
@@ -82,18 +86,60 @@ class Problem:
     prior_j: np.ndarray | None = None  # (n_stars, kp, k) whitened prior rows
     prior_e: np.ndarray | None = None  # (n_stars, kp)
     camera_prior: np.ndarray | None = None  # (n_camera,) extra diagonal (inverse variance)
+    group: np.ndarray | None = None  # (n,) int: measurements with equal values share all camera columns
 
 
-@dataclasses.dataclass(frozen=True)
+@dataclasses.dataclass(frozen=True, eq=False)
+class Factor:
+    """A Cholesky factorisation of a reduced camera matrix ``S`` (Jacobi-scaled)."""
+
+    s: np.ndarray
+    d: np.ndarray
+    cho: Any
+    ok: bool
+
+    def solve(self, b: np.ndarray) -> np.ndarray:
+        """``S^-1 b`` (minimum-norm least squares when ``S`` was not positive definite)."""
+        if self.s.shape[0] == 0:
+            return np.zeros(0)
+        if self.ok:
+            return scipy.linalg.cho_solve(self.cho, b / self.d, check_finite=False) / self.d
+        x, *_ = np.linalg.lstsq(self.s / self.d[:, None] / self.d[None, :], b / self.d, rcond=1e-12)
+        return x / self.d
+
+
+def factorize(s: np.ndarray) -> Factor:
+    """Jacobi-scaled Cholesky factorisation of a symmetric positive definite matrix."""
+    n = s.shape[0]
+    if n == 0:
+        return Factor(s, np.ones(0), None, True)
+    d = np.sqrt(np.clip(np.diag(s), 1e-300, None))
+    sn = s / d[:, None] / d[None, :]
+    try:
+        c = scipy.linalg.cho_factor(sn, lower=True, check_finite=False)
+        ok = bool(np.all(np.isfinite(c[0])))
+    except (np.linalg.LinAlgError, scipy.linalg.LinAlgError):
+        c, ok = None, False
+    return Factor(s, d, c, ok)
+
+
+@dataclasses.dataclass(frozen=True, eq=False)
 class Step:
-    """The Gauss–Newton step and the matrices needed for covariances."""
+    """The Gauss–Newton step and what is needed for covariances."""
 
     dc: np.ndarray        # (n_camera,)
     ds: np.ndarray        # (n_stars, k)
-    reduced: np.ndarray   # S, (n_camera, n_camera)
+    factor: Factor        # of the reduced camera matrix S (built now or reused)
     star_a: np.ndarray    # A_s, (n_stars, k, k)
     chi2: float           # sum of squared whitened residuals at the linearisation point
-    pivot_ok: bool        # False when S was not positive definite (regularised)
+    pivot_ok: bool        # False when S was not positive definite
+    built: bool           # S was built in this step (else: the passed factor preconditioned CG)
+    cg_iterations: int
+
+    @property
+    def reduced(self) -> np.ndarray:
+        """The reduced camera matrix ``S`` (of the step that built it)."""
+        return self.factor.s
 
 
 def jc_dot(blocks: tuple[CameraBlock, ...], x: np.ndarray, n: int, r: int) -> np.ndarray:
@@ -103,6 +149,15 @@ def jc_dot(blocks: tuple[CameraBlock, ...], x: np.ndarray, n: int, r: int) -> np
     for b in blocks:
         _kernels.jc_dot(xe, b.coef, b.basis, b.owner, b.cols, out)
     return out
+
+
+def jc_tdot(blocks: tuple[CameraBlock, ...], y: np.ndarray, n_camera: int) -> np.ndarray:
+    """``Jc^T y`` for residual-space vectors ``y`` (n, r), (n_camera,)."""
+    out = np.zeros(n_camera + 1)
+    y = np.ascontiguousarray(y)
+    for b in blocks:
+        _kernels.jc_tdot(y, b.coef, b.basis, b.owner, b.cols, out)
+    return out[:-1]
 
 
 def star_factors(prob: Problem) -> tuple[np.ndarray, np.ndarray]:
@@ -115,35 +170,47 @@ def star_factors(prob: Problem) -> tuple[np.ndarray, np.ndarray]:
 
 
 def _camera_normal(prob: Problem) -> tuple[np.ndarray, np.ndarray]:
-    """``H = Jc^T Jc`` and ``g_c = Jc^T e`` by groups of measurements sharing columns."""
+    """``H = Jc^T Jc`` and ``g_c = Jc^T e``, accumulated per group of measurements sharing
+    their camera columns (one (visit, detector)) in small dense blocks, then scattered."""
     m = prob.n_camera + 1
     h = np.zeros((m, m))
     g = np.zeros(m)
     n = prob.e.shape[0]
     if n == 0:
         return h[:-1, :-1], g[:-1]
-    owners = np.stack([b.owner for b in prob.blocks], axis=1)
-    keys, inverse = np.unique(owners, axis=0, return_inverse=True)
-    inverse = np.ravel(inverse)
-    order = np.argsort(inverse, kind="stable")
-    bounds = np.searchsorted(inverse[order], np.arange(len(keys) + 1))
-    r = prob.e.shape[1]
-    for gi in range(len(keys)):
-        idx = order[bounds[gi]:bounds[gi + 1]]
-        xs, cs = [], []
-        for bi, b in enumerate(prob.blocks):
-            o = keys[gi, bi]
-            x = b.coef[idx][:, :, :, None] * b.basis[idx][:, None, None, :]
-            xs.append(x.reshape(len(idx) * r, -1))
-            cs.append(b.cols[o].ravel())
-        x = np.concatenate(xs, axis=1)
-        cols = np.concatenate(cs)
-        keep = cols < prob.n_camera
-        x, cols = x[:, keep], cols[keep]
-        if cols.size == 0:
-            continue
-        h[np.ix_(cols, cols)] += x.T @ x
-        g[cols] += x.T @ prob.e[idx].reshape(-1)
+    if prob.group is not None and prob.group.min() >= 0 and prob.group.max() < 4 * n + 16:
+        group = prob.group.astype(np.int64)
+        gid, first = fast_unique(group, return_index=True)
+        dense = np.full(int(group.max()) + 1, -1, np.int64)
+        dense[gid] = np.arange(gid.size)
+        group = dense[group]
+    else:
+        owners = np.stack([b.owner for b in prob.blocks], axis=1)
+        _, first, group = np.unique(owners, axis=0, return_index=True, return_inverse=True)
+        group = np.ravel(group).astype(np.int64)
+    n_groups = first.size
+    sizes = [b.coef.shape[2] * b.basis.shape[1] for b in prob.blocks]
+    offs = np.concatenate([[0], np.cumsum(sizes)]).astype(np.int64)
+    mm = int(offs[-1])
+    hloc = np.zeros((n_groups, mm, mm))
+    gloc = np.zeros((n_groups, mm))
+    e = np.ascontiguousarray(prob.e)
+    for i1, b1 in enumerate(prob.blocks):
+        c1, s1 = np.ascontiguousarray(b1.coef), np.ascontiguousarray(b1.basis)
+        _kernels.group_grad(gloc, group, c1, s1, offs[i1], e)
+        for i2 in range(i1, len(prob.blocks)):
+            b2 = prob.blocks[i2]
+            _kernels.group_cross(hloc, group, c1, s1, offs[i1], np.ascontiguousarray(b2.coef),
+                                 np.ascontiguousarray(b2.basis), offs[i2])
+    # symmetrise the local blocks (only the upper block triangle was filled)
+    for i1 in range(len(prob.blocks)):
+        for i2 in range(i1 + 1, len(prob.blocks)):
+            hloc[:, offs[i2]:offs[i2 + 1], offs[i1]:offs[i1 + 1]] = np.swapaxes(
+                hloc[:, offs[i1]:offs[i1 + 1], offs[i2]:offs[i2 + 1]], 1, 2)
+    for gi in range(n_groups):
+        cols = np.concatenate([b.cols[b.owner[first[gi]]].ravel() for b in prob.blocks])
+        h[np.ix_(cols, cols)] += hloc[gi]
+        np.add.at(g, cols, gloc[gi])
     return h[:-1, :-1], g[:-1]
 
 
@@ -156,7 +223,10 @@ def _schur(prob: Problem, lo_inv: np.ndarray, what: np.ndarray | None, with_prio
     """
     k = prob.js.shape[2]
     nc = prob.n_camera
-    order = np.argsort(prob.star, kind="stable")
+    if prob.star.size and np.all(prob.star[1:] >= prob.star[:-1]):
+        order = np.arange(prob.star.size)
+    else:
+        order = np.argsort(prob.star, kind="stable")
     star_sorted = prob.star[order]
     counts = np.bincount(prob.star, minlength=prob.n_stars)
     first = np.concatenate([[0], np.cumsum(counts)])
@@ -200,15 +270,24 @@ def _star_cholesky(a: np.ndarray) -> np.ndarray:
     return np.linalg.inv(lo)
 
 
-def solve_step(prob: Problem, *, want_reduced: bool = True) -> Step:
+def solve_step(prob: Problem, *, factor: Factor | None = None, cg_tol: float = 1e-10,
+               cg_maxiter: int = 20) -> Step:
     """One Gauss–Newton step of a linearised problem (see the module notes).
 
     Parameters
     ----------
     prob : Problem
         Whitened residuals and Jacobian factors at the linearisation point.
-    want_reduced : bool
-        Keep the reduced camera matrix ``S`` in the result (for covariances).
+    factor : Factor, optional
+        Factorisation of the reduced matrix of an earlier, nearly identical problem
+        (previous iteration). The reduced system is then solved exactly by conjugate
+        gradients with that factor as preconditioner (a few passes over the
+        measurements instead of rebuilding ``S``); without it, or when CG does not
+        converge, ``S`` is built and factorised.
+    cg_tol : float
+        Relative residual norm at which CG stops.
+    cg_maxiter : int
+        CG iterations before falling back to building ``S``.
 
     Returns
     -------
@@ -223,29 +302,72 @@ def solve_step(prob: Problem, *, want_reduced: bool = True) -> Step:
         a[bad] = np.eye(k)
         gs[bad] = 0.0
     lo_inv = _star_cholesky(a)  # (n_stars, k, k), lower triangular
+    ainv = np.einsum("sba,sbc->sac", lo_inv, lo_inv)  # A^-1 = L^-T L^-1
     chi2 = float(np.sum(prob.e**2))
     if prob.prior_e is not None:
         chi2 += float(np.sum(prob.prior_e**2))
-    h, gc = _camera_normal(prob)
-    if prob.camera_prior is not None:
-        h[np.diag_indices(nc)] += prob.camera_prior
-    what = np.einsum("sab,sb->sa", lo_inv, gs)  # L^-1 g_s
-    schur, rhs_corr = _schur(prob, lo_inv, what)
-    s_mat = h - schur
-    rhs = gc - rhs_corr
-    dc, pivot_ok = _solve_spd(s_mat, -rhs)
+    built = factor is None or factor.s.shape[0] != nc
+    dc = None
+    n_it = 0
+    if not built and nc:
+        # rhs = Jc^T (e - Js A^-1 g_s);  S x = Jc^T (Jc x - Js A^-1 Js^T Jc x) (+ camera prior)
+        z = np.einsum("sab,sb->sa", ainv, gs)
+        tmp = np.empty((n, r))
+        _kernels.js_dot(prob.star, prob.js, z, tmp)
+        rhs = jc_tdot(prob.blocks, prob.e - tmp, nc)
+
+        def matvec(x: np.ndarray) -> np.ndarray:
+            y = jc_dot(prob.blocks, x, n, r)
+            zz = np.empty((prob.n_stars, k))
+            _kernels.star_apply(prob.star, prob.js, y, ainv, zz)
+            yy = np.empty((n, r))
+            _kernels.js_dot(prob.star, prob.js, zz, yy)
+            out = jc_tdot(prob.blocks, y - yy, nc)
+            if prob.camera_prior is not None:
+                out += prob.camera_prior * x
+            return out
+
+        b_vec = -rhs
+        x = factor.solve(b_vec)
+        res = b_vec - matvec(x)
+        bnorm = float(np.linalg.norm(b_vec)) or 1.0
+        zv = factor.solve(res)
+        pv = zv.copy()
+        rz = float(res @ zv)
+        for n_it in range(1, cg_maxiter + 1):
+            if float(np.linalg.norm(res)) <= cg_tol * bnorm:
+                break
+            ap = matvec(pv)
+            alpha = rz / float(pv @ ap)
+            x = x + alpha * pv
+            res = res - alpha * ap
+            zv = factor.solve(res)
+            rz_new = float(res @ zv)
+            pv = zv + (rz_new / rz) * pv
+            rz = rz_new
+        if float(np.linalg.norm(res)) <= max(cg_tol, 1e-8) * bnorm:
+            dc = x
+        else:
+            built = True
+    if built or dc is None:
+        h, gc = _camera_normal(prob)
+        if prob.camera_prior is not None:
+            h[np.diag_indices(nc)] += prob.camera_prior
+        what = np.einsum("sab,sb->sa", lo_inv, gs)  # L^-1 g_s
+        schur, rhs_corr = _schur(prob, lo_inv, what)
+        factor = factorize(h - schur)
+        dc = factor.solve(-(gc - rhs_corr))
+        built = True
     # back-substitution for the stars: ds = -A^-1 (g_s + B dc)
     jdc = jc_dot(prob.blocks, dc, n, r) if nc else np.zeros((n, r))
     bdc = np.zeros((prob.n_stars, k))
-    contrib = np.einsum("ira,ir->ia", prob.js, jdc)
-    for a_i in range(k):
-        bdc[:, a_i] = np.bincount(prob.star, weights=contrib[:, a_i], minlength=prob.n_stars)
-    ds = -np.einsum("sab,sb->sa", np.linalg.inv(a), gs + bdc)
-    return Step(dc=dc, ds=ds, reduced=s_mat if want_reduced else np.zeros((0, 0)), star_a=a, chi2=chi2,
-                pivot_ok=pivot_ok)
+    _kernels.star_apply(prob.star, prob.js, jdc, np.broadcast_to(np.eye(k), (prob.n_stars, k, k)).copy(), bdc)
+    ds = -np.einsum("sab,sb->sa", ainv, gs + bdc)
+    return Step(dc=dc, ds=ds, factor=factor, star_a=a, chi2=chi2, pivot_ok=factor.ok, built=built,
+                cg_iterations=n_it)
 
 
-def subset_leverage(prob: Problem, cov: np.ndarray, stars: np.ndarray) -> float:
+def subset_leverage(prob: Problem, cov: np.ndarray, stars: np.ndarray, *, max_stars: int | None = None) -> float:
     r"""Sum of the hat-matrix diagonal over the measurements of a subset of stars.
 
     The expected chi² of those measurements at the solution is their number of
@@ -259,6 +381,9 @@ def subset_leverage(prob: Problem, cov: np.ndarray, stars: np.ndarray) -> float:
         Inverse of its reduced camera matrix.
     stars : numpy.ndarray of bool
         Subset (local star indices of ``prob``).
+    max_stars : int, optional
+        Estimate the sum on an evenly spaced sample of at most this many stars of the
+        subset, scaled up.
 
     Returns
     -------
@@ -273,15 +398,24 @@ def subset_leverage(prob: Problem, cov: np.ndarray, stars: np.ndarray) -> float:
     :math:`M = \sum_{i} 	ilde J_i^T 	ilde J_i = \sum_s H_s - B_s^T A_s^{-1} B_s -
     B_s^T A_s^{-1} P_s A_s^{-1} B_s`, :math:`	ilde J_i = J_{c,i} - J_{s,i} A_s^{-1} B_s`.
     """
+    scale = 1.0
+    stars = np.asarray(stars, bool)
+    n_sub = int(stars.sum())
+    if max_stars is not None and n_sub > max_stars:
+        keep = np.nonzero(stars)[0][np.linspace(0, n_sub - 1, max_stars).astype(np.int64)]
+        stars = np.zeros_like(stars)
+        stars[keep] = True
+        scale = n_sub / float(max_stars)
     sel = np.nonzero(stars[prob.star])[0]
     if sel.size == 0:
         return 0.0
-    uniq, sloc = np.unique(prob.star[sel], return_inverse=True)
+    uniq, sloc = fast_unique(prob.star[sel], return_inverse=True)
     sub = Problem(n_camera=prob.n_camera,
                   blocks=tuple(CameraBlock(b.owner[sel], b.cols, b.coef[sel], b.basis[sel]) for b in prob.blocks),
                   star=np.ravel(sloc).astype(np.int64), n_stars=len(uniq), js=prob.js[sel], e=prob.e[sel],
                   prior_j=None if prob.prior_j is None else prob.prior_j[uniq],
-                  prior_e=None if prob.prior_e is None else prob.prior_e[uniq])
+                  prior_e=None if prob.prior_e is None else prob.prior_e[uniq],
+                  group=None if prob.group is None else prob.group[sel])
     a, _ = star_factors(sub)
     lo_inv = _star_cholesky(a)
     h, _ = _camera_normal(sub)
@@ -292,38 +426,17 @@ def subset_leverage(prob: Problem, cov: np.ndarray, stars: np.ndarray) -> float:
     if sub.prior_j is not None:
         p = np.einsum("spa,spb->sab", sub.prior_j, sub.prior_j)
         star_part -= float(np.einsum("sab,sba->", np.linalg.inv(a), p))
-    return star_part + float(np.sum(cov * m))
+    return scale * (star_part + float(np.sum(cov * m)))
 
 
-def _solve_spd(s: np.ndarray, b: np.ndarray) -> tuple[np.ndarray, bool]:
-    """Solve ``s x = b`` for a symmetric positive (semi-)definite ``s`` (Jacobi-scaled Cholesky)."""
-    n = s.shape[0]
-    if n == 0:
-        return np.zeros(0), True
-    d = np.sqrt(np.clip(np.diag(s), 1e-300, None))
-    sn = s / d[:, None] / d[None, :]
-    try:
-        c = scipy.linalg.cho_factor(sn, lower=True, check_finite=False)
-        x = scipy.linalg.cho_solve(c, b / d, check_finite=False) / d
-        if np.all(np.isfinite(x)):
-            return x, True
-    except (np.linalg.LinAlgError, scipy.linalg.LinAlgError):
-        pass
-    # not positive definite: minimum-norm least squares on the scaled system
-    x, *_ = np.linalg.lstsq(sn, b / d, rcond=1e-12)
-    return x / d, False
-
-
-def covariance(s: np.ndarray) -> np.ndarray:
-    """Inverse of the reduced camera matrix (Jacobi-scaled; pseudo-inverse if singular)."""
-    n = s.shape[0]
+def covariance(factor: Factor) -> np.ndarray:
+    """Inverse of a factorised reduced camera matrix (pseudo-inverse if singular)."""
+    n = factor.s.shape[0]
     if n == 0:
         return np.zeros((0, 0))
-    d = np.sqrt(np.clip(np.diag(s), 1e-300, None))
-    sn = s / d[:, None] / d[None, :]
-    try:
-        c = scipy.linalg.cho_factor(sn, lower=True, check_finite=False)
-        inv = scipy.linalg.cho_solve(c, np.eye(n), check_finite=False)
-    except (np.linalg.LinAlgError, scipy.linalg.LinAlgError):
-        inv = np.linalg.pinv(sn, rcond=1e-12, hermitian=True)
+    d = factor.d
+    if factor.ok:
+        inv = scipy.linalg.cho_solve(factor.cho, np.eye(n), check_finite=False)
+    else:
+        inv = np.linalg.pinv(factor.s / d[:, None] / d[None, :], rcond=1e-12, hermitian=True)
     return inv / d[:, None] / d[None, :]
