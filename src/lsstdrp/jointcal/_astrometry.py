@@ -78,6 +78,8 @@ class AstrometryResult:
         chi² of the measurements of stars with mean S/N >= ``bright_snr`` over its
         expectation (their rows minus their leverage, i.e. the parameters' share,
         estimated on up to 1000 of those stars).
+    dof_bright : float
+        The expectation of the bright stars' chi² (their degrees of freedom).
     n_measurements, n_stars, n_clipped, n_reserved, n_reference : int
         Fitted measurements (after clipping), fitted stars, clipped measurements,
         reserved stars, fitted stars tied to the reference catalog.
@@ -120,6 +122,7 @@ class AstrometryResult:
     dof: float
     chi2_dof: float
     chi2_dof_bright: float
+    dof_bright: float
     n_measurements: int
     n_stars: int
     n_clipped: int
@@ -144,6 +147,45 @@ class AstrometryResult:
                 f"n_measurements={self.n_measurements}, n_stars={self.n_stars}, n_clipped={self.n_clipped}, "
                 f"wcs={len(self.wcs)} exposures)")
 
+    def wcs_jacobian(self, visit: int, detector: int, x: Any, y: Any) -> tuple[np.ndarray, np.ndarray]:
+        """Derivatives of the fitted sky position of pixels with respect to the camera parameters.
+
+        Parameters
+        ----------
+        visit, detector : int
+            The exposure.
+        x, y : array_like
+            0-based pixel coordinates.
+
+        Returns
+        -------
+        jacobian : numpy.ndarray, shape (n, 2, m)
+            d(east, north) / d(parameter), in mas per parameter unit, for the ``m``
+            free parameters the exposure depends on.
+        columns : numpy.ndarray of int, shape (m,)
+            Their indices in :attr:`covariance`.
+        """
+        if self.model is None:
+            raise InvalidInputError("the fit failed; there is no model")
+        m = self.model
+        x = np.atleast_1d(np.asarray(x, dtype=np.float64))
+        y = np.atleast_1d(np.asarray(y, dtype=np.float64))
+        vi = int(m._vi(visit))
+        di = int(m._di(detector))
+        phi = m.detector_basis(np.full(x.shape, di), x, y)
+        uv = phi @ m.detector_coef[di].T
+        psi, pu, pv = m.visit_basis(uv, grad=True)
+        g = np.stack([np.stack([pu @ m.visit_coef[vi, c], pv @ m.visit_coef[vi, c]], -1) for c in range(2)], 1)
+        nt_v, nt_d = psi.shape[1], phi.shape[1]
+        jac = np.zeros((len(x), 2, 2 * nt_v + 2 * nt_d))
+        for c in range(2):
+            jac[:, c, c * nt_v:(c + 1) * nt_v] = psi
+            for cc in range(2):
+                jac[:, c, 2 * nt_v + cc * nt_d:2 * nt_v + (cc + 1) * nt_d] = g[:, c, cc, None] * phi
+        cols = np.concatenate([self._visit_cols[vi].ravel(), self._detector_cols[di].ravel()])
+        keep = cols < self.covariance.shape[0]
+        return jac[:, :, keep] * 1000.0, cols[keep]
+
     def wcs_error(self, visit: int, detector: int, x: Any, y: Any) -> np.ndarray:
         """Predicted covariance (n, 2, 2) of the fitted sky position of pixels, in mas².
 
@@ -161,29 +203,9 @@ class AstrometryResult:
         -------
         numpy.ndarray
         """
-        if self.model is None:
-            raise InvalidInputError("the fit failed; there is no model to propagate errors through")
-        m = self.model
-        x = np.atleast_1d(np.asarray(x, dtype=np.float64))
-        y = np.atleast_1d(np.asarray(y, dtype=np.float64))
-        vi = int(m._vi(visit))
-        di = int(m._di(detector))
-        dis = np.full(x.shape, di)
-        phi = m.detector_basis(dis, x, y)
-        uv = phi @ m.detector_coef[di].T
-        psi, pu, pv = m.visit_basis(uv, grad=True)
-        g = np.stack([np.stack([pu @ m.visit_coef[vi, c], pv @ m.visit_coef[vi, c]], -1) for c in range(2)], 1)
-        nt_v, nt_d = psi.shape[1], phi.shape[1]
-        jac = np.zeros((len(x), 2, 2 * nt_v + 2 * nt_d))
-        for c in range(2):
-            jac[:, c, c * nt_v:(c + 1) * nt_v] = psi
-            for cc in range(2):
-                jac[:, c, 2 * nt_v + cc * nt_d:2 * nt_v + (cc + 1) * nt_d] = g[:, c, cc, None] * phi
-        cols = np.concatenate([self._visit_cols[vi].ravel(), self._detector_cols[di].ravel()])
-        keep = cols < self.covariance.shape[0]
-        sub = self.covariance[np.ix_(cols[keep], cols[keep])]
-        jk = jac[:, :, keep]
-        return np.einsum("nap,pq,nbq->nab", jk, sub, jk) * 1e6
+        jk, cols = self.wcs_jacobian(visit, detector, x, y)
+        sub = self.covariance[np.ix_(cols, cols)]
+        return np.einsum("nap,pq,nbq->nab", jk, sub, jk)
 
 
 # ------------------------------------------------------------------------------------ state
@@ -746,9 +768,22 @@ def fit_astrometry(association: Association, *, visit_order: int = 3, detector_o
     active = np.nonzero(in_fit)[0]
     active = active[np.argsort(meas.star[active], kind="stable")]  # kept sorted by star
     stars.theta[:] = 0.0
+    # robust start: each star at the median of its measurements under the initial model; a
+    # measurement farther from it than the association radius cannot belong to it (gross outlier)
+    clipped = np.zeros(n_all, bool)
+    res0 = ev.residuals(active)
+    sa0 = meas.star[active]
+    med = np.stack([_median_by(sa0, res0["r"][:, c], n_obj) for c in range(2)], -1)
+    good_s = np.isfinite(med[:, 0])
+    stars.theta[good_s, 0] += med[good_s, 0]
+    stars.theta[good_s, 1] += med[good_s, 1]
+    gross = np.hypot(*(res0["r"] - med[sa0]).T) > assoc.match_radius_arcsec
+    if np.any(gross):
+        clipped[active[gross]] = True
+        keep = ~gross & _thin_keep(active, clipped, meas, stars)
+        active = active[keep]
     _star_only_solve(ev, active, fit_obj, iterations=1)
 
-    clipped = np.zeros(n_all, bool)
     it_range = range(max_iter)
     if progress:
         from tqdm.auto import tqdm
@@ -906,7 +941,8 @@ def fit_astrometry(association: Association, *, visit_order: int = 3, detector_o
     export["rms_error_mas"].unit = u.mas
     return AstrometryResult(
         success=success, reason=reason, wcs=wcs_out, model=model if success else None, export_error=export,
-        chi2=chi2, dof=dof, chi2_dof=chi2_dof, chi2_dof_bright=chi2_dof_bright, n_measurements=len(active),
+        chi2=chi2, dof=dof, chi2_dof=chi2_dof, chi2_dof_bright=chi2_dof_bright, dof_bright=dof_b,
+        n_measurements=len(active),
         n_stars=len(fit_stars), n_clipped=int(clipped.sum()), n_reserved=int(reserved_obj.sum()),
         n_reference=int(np.sum(stars.has_prior[fit_stars])), iterations=iterations, epoch=epoch,
         rms_per_visit=rms_v, rms_per_detector=rms_d, residuals=residuals, stars=stars_t, validation=validation,
