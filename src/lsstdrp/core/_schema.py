@@ -504,7 +504,8 @@ def empty_refcat(kind: str = "astrometric", n_rows: int = 0, *, bands: Iterable[
     return _make_table(specs, int(n_rows), {"refcat_kind": kind})
 
 
-def validate_refcat(table: Any, kind: str = "astrometric", *, bands: Iterable[str] | None = None) -> QTable:
+def validate_refcat(table: Any, kind: str = "astrometric", *, bands: Iterable[str] | None = None,
+                    name: str = "table") -> QTable:
     """Check a user reference catalog against the schema and return it as a QTable.
 
     Plain columns (no unit) are given the schema unit; columns with a convertible unit
@@ -518,6 +519,8 @@ def validate_refcat(table: Any, kind: str = "astrometric", *, bands: Iterable[st
         Which schema.
     bands : iterable of str, optional
         Photometric bands to require (default: those present).
+    name : str
+        The caller's argument name, used in error messages (e.g. ``"refcat"``).
 
     Returns
     -------
@@ -532,9 +535,9 @@ def validate_refcat(table: Any, kind: str = "astrometric", *, bands: Iterable[st
     from astropy.table import Table
 
     if not isinstance(table, Table):
-        raise InvalidInputError(f"`table` must be an astropy Table/QTable; got {type(table).__name__}")
+        raise InvalidInputError(f"`{name}` must be an astropy Table/QTable; got {type(table).__name__}")
     if len(table) == 0:
-        raise InvalidInputError("`table` (reference catalog) has no rows")
+        raise InvalidInputError(f"`{name}` (reference catalog) has no rows")
     if kind == "astrometric":
         required = ["id", "ra", "dec", "ra_err_mas", "dec_err_mas", "pmra", "pmdec", "parallax", "epoch"]
         specs = ASTROMETRIC_REFCAT_COLUMNS
@@ -542,31 +545,31 @@ def validate_refcat(table: Any, kind: str = "astrometric", *, bands: Iterable[st
         present = [b for b in SURVEY_BANDS if f"{b}_flux" in table.colnames]
         bands = list(bands) if bands is not None else present
         if not bands:
-            raise InvalidInputError("`table` has no '<band>_flux' column for a photometric reference catalog")
+            raise InvalidInputError(f"`{name}` has no '<band>_flux' column for a photometric reference catalog")
         specs = photometric_refcat_columns(bands)
         required = list(specs)
     else:
         raise InvalidInputError(f"`kind` is {kind!r}; expected 'astrometric' or 'photometric'")
     missing = [c for c in required if c not in table.colnames]
     if missing:
-        raise InvalidInputError(f"`table` lacks reference-catalog column(s) {missing}")
+        raise InvalidInputError(f"`{name}` lacks reference-catalog column(s) {missing}")
     out = QTable(table, copy=True)
-    for name, spec in specs.items():
-        if name not in out.colnames or spec.unit is None:
+    for cname, spec in specs.items():
+        if cname not in out.colnames or spec.unit is None:
             continue
-        col = out[name]
+        col = out[cname]
         if isinstance(col, u.Quantity):
             try:
-                out[name] = col.to(spec.unit)
+                out[cname] = col.to(spec.unit)
             except u.UnitConversionError:
-                raise InvalidInputError(f"`table['{name}']` has unit {col.unit}; expected {spec.unit}") from None
+                raise InvalidInputError(f"`{name}['{cname}']` has unit {col.unit}; expected {spec.unit}") from None
         else:
             unit = getattr(col, "unit", None)
             q = u.Quantity(np.asarray(col, dtype=np.float64), unit if unit is not None else spec.unit)
             try:
-                out[name] = q.to(spec.unit)
+                out[cname] = q.to(spec.unit)
             except u.UnitConversionError:
-                raise InvalidInputError(f"`table['{name}']` has unit {unit}; expected {spec.unit}") from None
+                raise InvalidInputError(f"`{name}['{cname}']` has unit {unit}; expected {spec.unit}") from None
     if not (np.isfinite(out["ra"].value).all() and np.isfinite(out["dec"].value).all()):
-        raise InvalidInputError("`table` has non-finite ra/dec")
+        raise InvalidInputError(f"`{name}` has non-finite ra/dec")
     return out

@@ -272,7 +272,7 @@ def associate(catalogs: Any, visits: Any, wcs: Mapping, refcat: Any, *, match_ra
     ukey, inverse = _unique_inverse((visit - visit.min()) * dspan + (det - det.min()))
     keys = np.stack([ukey // dspan + visit.min(), ukey % dspan + det.min()], axis=1)
     wcs_ = check_wcs(wcs, [(int(a), int(b)) for a, b in keys])
-    ref = validate_refcat(refcat, "astrometric")
+    ref = validate_refcat(refcat, "astrometric", name="refcat")
 
     vid = column(vt, "visit", np.int64)
     vmjd = column(vt, "mjd")

@@ -68,13 +68,19 @@ class PhotometryResult:
     objects : astropy.table.QTable
         One row per associated object: ``object``, per band ``mag_<b>``,
         ``mag_<b>_err``, ``n_<b>`` (weighted mean calibrated AB magnitude of its
-        unclipped measurements), and colours ``color_<b1>_<b2>`` with ``*_err``.
+        unclipped measurements), ``chi2_<b>`` (chi² of those measurements about the
+        mean, ``n_<b> - 1`` degrees of freedom), ``variable`` (a band's chi² beyond the
+        ``1 - variability_p_value`` quantile, or rejected as variable in the fit: its
+        colour mixes epochs and is not a colour), and colours ``color_<b1>_<b2>`` with
+        ``*_err``.
     residuals : astropy.table.QTable
         One row per associated measurement with a positive flux: ``row, visit,
         detector, object, band, mag_inst, mag_cal, resid_mmag`` (calibrated minus the
         star's fitted mean), ``chi``, ``used``, ``clipped``, ``reserved``.
     validation : dict
-        Reserved stars: ``n_stars, n_measurements, chi2_dof, rms_mmag``.
+        Reserved stars: ``n_stars, n_measurements, chi2_dof, rms_mmag``, after
+        removing the ``n_variable`` reserved star bands that fail the fitted stars'
+        variability test.
     covariance : numpy.ndarray
         Covariance of the calibration parameters.
     model : PhotometricModel or None
@@ -371,7 +377,7 @@ def fit_photometry(association: Association, refcat: Any, *, astrometry: Astrome
     bright_snr = check_nonneg(bright_snr, "bright_snr")
     if astrometry is not None and not isinstance(astrometry, AstrometryResult):
         raise InvalidInputError(f"`astrometry` must be an AstrometryResult or None; got {type(astrometry).__name__}")
-    ref = validate_refcat(refcat, "photometric")
+    ref = validate_refcat(refcat, "photometric", name="refcat")
     assoc = association
     me = assoc.measurements
     flux = column(me, assoc.flux_column)
@@ -683,7 +689,7 @@ def fit_photometry(association: Association, refcat: Any, *, astrometry: Astrome
 
     # reserved star bands: their means from the calibrated measurements, residual scatter
     res_idx = np.nonzero(cover & ok & reserved[np.maximum(sb_all, 0)])[0]
-    validation = {"n_stars": 0, "n_measurements": 0, "chi2_dof": math.nan, "rms_mmag": math.nan}
+    validation = {"n_stars": 0, "n_variable": 0, "n_measurements": 0, "chi2_dof": math.nan, "rms_mmag": math.nan}
     if res_idx.size:
         cnt_r = np.bincount(sb_all[res_idx], minlength=n_obj * nb)
         res_idx = res_idx[cnt_r[sb_all[res_idx]] >= 2]
@@ -693,8 +699,16 @@ def fit_photometry(association: Association, refcat: Any, *, astrometry: Astrome
         sw = np.bincount(sb_all[res_idx], weights=wr, minlength=n_obj * nb)
         mm = np.bincount(sb_all[res_idx], weights=wr * mc, minlength=n_obj * nb) / np.maximum(sw, 1e-300)
         rr = (mc - mm[sb_all[res_idx]]) / sig_t[res_idx]
+        # the fitted stars' variability test, applied to the reserved ones too
+        c2r = np.bincount(sb_all[res_idx], weights=rr**2, minlength=n_obj * nb)
+        nr = np.bincount(sb_all[res_idx], minlength=n_obj * nb)
+        thr_r = chi2_dist.isf(pval, np.maximum(nr - 1, 1)) if pval > 0 else np.full(nr.shape, np.inf)
+        var_r = c2r > thr_r
+        n_var_r = int(np.sum(var_r & (nr > 0)))
+        keep_r = ~var_r[sb_all[res_idx]]
+        res_idx, mc, rr = res_idx[keep_r], mc[keep_r], rr[keep_r]
         ns = len(fast_unique(sb_all[res_idx]))
-        validation = {"n_stars": ns, "n_measurements": int(res_idx.size),
+        validation = {"n_stars": ns, "n_variable": n_var_r, "n_measurements": int(res_idx.size),
                       "chi2_dof": float(np.sum(rr**2) / (res_idx.size - ns)),
                       "rms_mmag": float(np.sqrt(np.mean((mc - mm[sb_all[res_idx]]) ** 2)) * 1e3)}
 
@@ -710,10 +724,18 @@ def fit_photometry(association: Association, refcat: Any, *, astrometry: Astrome
     with np.errstate(invalid="ignore", divide="ignore"):
         mo = np.where(sw > 0, sm / sw, np.nan)
         me_err = np.where(sw > 0, 1.0 / np.sqrt(sw), np.nan)
+    # chi2 of each object band about its mean: flags variables (and blends whose
+    # measurements disagree) among all objects, fitted or not
+    r_o = (mc_all - mo.ravel()[sb_all[use_o]]) * np.sqrt(wo)
+    c2o = np.bincount(sb_all[use_o], weights=r_o**2, minlength=n_obj * nb).reshape(n_obj, nb)
+    thr_o = chi2_dist.isf(pval, np.maximum(no - 1, 1)) if pval > 0 else np.full(no.shape, np.inf)
+    var_o = ((no >= 2) & (c2o > thr_o)) | variable.reshape(n_obj, nb)
     for j, b in enumerate(bands):
         objects[f"mag_{b}"] = mo[:, j] * u.ABmag
         objects[f"mag_{b}_err"] = me_err[:, j] * u.mag
         objects[f"n_{b}"] = no[:, j]
+        objects[f"chi2_{b}"] = c2o[:, j]
+    objects["variable"] = np.any(var_o, axis=1)
     for j in range(nb - 1):
         b1, b2 = bands[j], bands[j + 1]
         objects[f"color_{b1}_{b2}"] = (mo[:, j] - mo[:, j + 1]) * u.mag

@@ -72,7 +72,9 @@ def psf_star_catalog(association: Association, *, photometry: PhotometryResult |
         One row per PSF star: ``object, ra, dec, n_visits, snr`` (median),
         ``size_excess, size_excess_err`` (fractional excess of ``T = Ixx + Iyy`` over
         each visit's stellar locus, weighted mean), ``nearest_neighbor_arcsec``, and
-        with ``photometry`` the ``mag_<b>``, ``mag_<b>_err`` and ``color_*`` columns.
+        with ``photometry`` the ``mag_<b>``, ``mag_<b>_err``, ``color_*`` and
+        ``variable`` columns (a variable's colour mixes epochs: do not use it as a
+        colour for a chromatic PSF).
         Zero rows when nothing qualifies.
 
     Raises
@@ -184,7 +186,7 @@ def psf_star_catalog(association: Association, *, photometry: PhotometryResult |
     if photometry is not None:
         pobj = photometry.objects
         for name in pobj.colnames:
-            if name.startswith(("mag_", "color_")):
+            if name.startswith(("mag_", "color_")) or name == "variable":
                 out[name] = pobj[name][idx]
     out.meta.update(isolation_radius_arcsec=iso, min_snr=min_snr, max_size_excess=max_exc, size_sigma=k)
     return out
