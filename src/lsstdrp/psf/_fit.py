@@ -12,7 +12,7 @@ from astropy.table import QTable, Table
 
 from .._errors import InvalidInputError
 from ..core import as_image, bad_pixel_mask, normalize_mask
-from ._models import AnalyticPsf, PixelGridPsf, PolynomialBasis, _dense_weights, axis_weights, render_grid
+from ._models import AnalyticPsf, PixelGridPsf, PolynomialBasis, _dense_weights, _interp_code, axis_weights, render_grid
 
 __all__ = ["PsfFitResult", "fit_psf", "PSF_MODELS"]
 
@@ -194,7 +194,7 @@ def _solve_grid(D, W, x0, y0, xs, ys, f, b, P, train, n, N, order, ridge):
     nb = P.shape[1]
     S = D.shape[1]
     c = (n - 1) / 2
-    d0 = 2 * order - 1
+    d0 = 2 * abs(order) - 1
     nd = 2 * d0 + 1
     amap, na = _active_map(n)
     gband = np.zeros((n * n * nd * nd, nb * nb))
@@ -375,7 +375,7 @@ def fit_psf(
     max_iter: int = 6,
     outlier_nsigma: float = 4.0,
     max_reject_fraction: float = 0.1,
-    interp_order: int = 3,
+    interpolant: str = "bspline5",
     progress: bool = False,
 ) -> PsfFitResult:
     r"""Fit a spatially varying PSF model to stars.
@@ -388,7 +388,7 @@ def fit_psf(
     .. math:: m_{sp} = f_s \sum_k C_k(x_s, y_s, c_s)\, w(u_{p} - k) + b_s,
               \qquad C_k = \sum_t a_{tk} B_t(x_s, y_s, c_s),
 
-    with Lanczos-3 sub-pixel interpolation :math:`w` of the grid at the star's centroid
+    with the grid expanded in shifted quintic B-splines :math:`w` evaluated at the star's centroid
     (the model is shifted, the data never resampled, so the pixel noise stays
     independent) and per-star flux :math:`f_s`, centroid and background :math:`b_s`.
     The fit alternates (i) the linear weighted least-squares solution for all
@@ -447,8 +447,8 @@ def fit_psf(
         Outer iterations.
     outlier_nsigma, max_reject_fraction : float
         Outlier rejection threshold and the largest fraction rejected per iteration.
-    interp_order : int
-        Lanczos order of the sub-pixel interpolation.
+    interpolant : {'bspline5', 'bspline3', 'lanczos3', 'lanczos5'}
+        Sub-pixel basis of the grid (see :class:`PixelGridPsf`).
     progress : bool
         Show a tqdm progress bar over iterations.
 
@@ -498,7 +498,7 @@ def fit_psf(
     spatial_order = _check_int(spatial_order, "spatial_order", 0)
     oversampling = _check_int(oversampling, "oversampling", 1)
     max_iter = _check_int(max_iter, "max_iter", 1)
-    interp_order = _check_int(interp_order, "interp_order", 2)
+    order = _interp_code(interpolant)
     color_order = _check_int(color_order, "color_order", 0)
     color_spatial_order = _check_int(color_spatial_order, "color_spatial_order", 0)
     if not (isinstance(outlier_nsigma, (int, float)) and outlier_nsigma > 0):
@@ -556,8 +556,8 @@ def fit_psf(
     colv = col if col is not None else np.full(nstar, np.nan)
     if model == "pixel":
         return _fit_pixel(D, W, x0, y0, x, y, colv if chromatic else None, reserved, basis, size, oversampling,
-                          interp_order, fit_background, max_iter, outlier_nsigma, max_reject_fraction, needed,
-                          color_name if chromatic else None, colv, progress, idx)
+                          order, fit_background, max_iter, outlier_nsigma, max_reject_fraction, needed,
+                          color_name if chromatic else None, colv, progress, idx, interpolant)
     return _fit_analytic(model, D, W, x0, y0, x, y, reserved, basis, size, fit_background, needed, colv, idx)
 
 
@@ -583,7 +583,7 @@ def _default_size(img, var, m, bad_planes, stamps, stamp_variance, stamp_mask, x
 
 
 def _fit_pixel(D, W, x0, y0, x, y, col, reserved, basis, size, N, order, fit_background, max_iter,
-               nsigma, max_frac, needed, color_name, colv, progress, idx) -> PsfFitResult:
+               nsigma, max_frac, needed, color_name, colv, progress, idx, interpolant) -> PsfFitResult:
     nstar, S, _ = D.shape
     n = N * (size - 1) + 1
     P = basis.evaluate(x, y, col)
@@ -651,7 +651,7 @@ def _fit_pixel(D, W, x0, y0, x, y, col, reserved, basis, size, N, order, fit_bac
     if coef is None or reason:
         return _failed(reason or "no fit", nstar, S, idx, x, y, reserved, rejected, reasons, colv, it_run)
     psf = PixelGridPsf(coef, basis, oversampling=N, color_name=(color_name or "color") if basis.chromatic else None,
-                       interp_order=order)
+                       interpolant=interpolant)
     k = psf.kernel_image(0.5 * (basis.bounds[0] + basis.bounds[1]), 0.5 * (basis.bounds[2] + basis.bounds[3]))
     if not np.all(np.isfinite(k)):
         return _failed("the fitted kernel is not finite", nstar, S, idx, x, y, reserved, rejected, reasons, colv, it_run)

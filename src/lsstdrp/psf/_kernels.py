@@ -7,9 +7,9 @@ live in ``tests/psf/test_psf_kernels.py`` and the two must agree.
 Kernels
 -------
 ``_axis_taps(u, n, order, k0, w)``
-    Lanczos-``order`` interpolation weights along one axis of the PSF grid for the
-    continuous grid coordinates ``u`` (one per stamp row or column), corrected to
-    reproduce constants and straight lines exactly.
+    Basis weights along one axis of the PSF grid for the continuous grid coordinates
+    ``u`` (one per stamp row or column): cubic B-spline (``order = -2``) or Lanczos
+    (corrected to reproduce constants and straight lines exactly).
 ``_star_normal_band(wy, k0y, wx, k0x, weight, resid, n, band, rhs)``
     One star's contribution :math:`A^T W A` (banded storage) and :math:`A^T W r` to the
     normal equations of the pixel-grid PSF, where :math:`A_{p k}` are the separable
@@ -38,11 +38,44 @@ def _sinc(t: float) -> float:  # pragma: no cover - compiled
 
 @numba.njit(cache=True, nogil=True)
 def _axis_taps(u: np.ndarray, n: int, order: int, k0: np.ndarray, w: np.ndarray) -> None:  # pragma: no cover
-    """Fill ``k0[i]`` (first tap index) and ``w[i, q]`` (q < 2*order) for positions ``u[i]``.
+    """Fill ``k0[i]`` (first tap index) and ``w[i, q]`` (q < 2*|order|) for positions ``u[i]``.
 
+    ``order > 0``: Lanczos-``order`` taps corrected to reproduce constants and lines;
+    ``order == -2`` / ``-3``: the cubic / quintic B-spline (4 / 6 taps, partition of
+    unity, reproduce lines).
     Taps are grid samples ``k0[i] + q``; weights of taps outside ``[0, n)`` are kept
     (the samples there are zero, so they simply contribute nothing).
     """
+    if order == -3:
+        for i in range(u.shape[0]):
+            fl = math.floor(u[i])
+            frac = u[i] - fl
+            k0[i] = int(fl) - 2
+            for q in range(6):
+                a = abs(frac + 2.0 - q)
+                v = 0.0
+                if a < 3.0:
+                    v = (3.0 - a) ** 5
+                    if a < 2.0:
+                        v -= 6.0 * (2.0 - a) ** 5
+                        if a < 1.0:
+                            v += 15.0 * (1.0 - a) ** 5
+                w[i, q] = v / 120.0
+        return
+    if order < 0:
+        for i in range(u.shape[0]):
+            fl = math.floor(u[i])
+            frac = u[i] - fl
+            k0[i] = int(fl) - 1
+            for q in range(4):
+                a = abs(frac + 1.0 - q)
+                if a < 1.0:
+                    w[i, q] = 2.0 / 3.0 - a * a + 0.5 * a * a * a
+                elif a < 2.0:
+                    w[i, q] = (2.0 - a) ** 3 / 6.0
+                else:
+                    w[i, q] = 0.0
+        return
     m = 2 * order
     for i in range(u.shape[0]):
         fl = math.floor(u[i])

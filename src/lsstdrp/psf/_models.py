@@ -23,6 +23,7 @@ __all__ = [
     "VisitPixelGridPsf",
     "render_grid",
     "axis_weights",
+    "INTERPOLANTS",
 ]
 
 
@@ -188,8 +189,18 @@ def _taps_kernel() -> Any:
     return _TAPS
 
 
-def axis_weights(u: np.ndarray, n: int, order: int = 3) -> tuple[np.ndarray, np.ndarray]:
-    """Lanczos taps for continuous grid coordinates ``u`` on a grid of ``n`` samples.
+#: Sub-pixel basis functions of the pixel grid: name -> kernel code (taps = 2 * |code|).
+INTERPOLANTS = {"bspline5": -3, "bspline3": -2, "lanczos3": 3, "lanczos5": 5}
+
+
+def _interp_code(name: Any) -> int:
+    if name not in INTERPOLANTS:
+        raise InvalidInputError(f"`interpolant` must be one of {list(INTERPOLANTS)}; got {name!r}")
+    return INTERPOLANTS[name]
+
+
+def axis_weights(u: np.ndarray, n: int, order: int = -3) -> tuple[np.ndarray, np.ndarray]:
+    """Basis taps for continuous grid coordinates ``u`` on a grid of ``n`` samples.
 
     Parameters
     ----------
@@ -198,18 +209,19 @@ def axis_weights(u: np.ndarray, n: int, order: int = 3) -> tuple[np.ndarray, np.
     n : int
         Grid length.
     order : int
-        Lanczos order ``a`` (``2a`` taps).
+        Kernel code: -2 / -3 for the cubic / quintic B-spline (4 / 6 taps), ``a > 0`` for Lanczos-``a``
+        (``2a`` taps).
 
     Returns
     -------
     k0 : numpy.ndarray of int64, shape (m,)
         Index of the first tap.
-    w : numpy.ndarray of float64, shape (m, 2 * order)
-        Weights, corrected to reproduce constant and linear functions exactly.
+    w : numpy.ndarray of float64, shape (m, 2 * abs(order))
+        Weights; they sum to 1 and reproduce linear functions exactly.
     """
     u = np.ascontiguousarray(u, dtype=np.float64)
     k0 = np.empty(u.shape[0], dtype=np.int64)
-    w = np.empty((u.shape[0], 2 * order))
+    w = np.empty((u.shape[0], 2 * abs(order)))
     _taps_kernel()(u, int(n), int(order), k0, w)
     return k0, w
 
@@ -225,7 +237,7 @@ def _dense_weights(k0: np.ndarray, w: np.ndarray, n: int) -> np.ndarray:
 
 
 def render_grid(
-    grid: np.ndarray, oversampling: int, x: float, y: float, x0: int, y0: int, ny: int, nx: int, order: int = 3
+    grid: np.ndarray, oversampling: int, x: float, y: float, x0: int, y0: int, ny: int, nx: int, order: int = -3
 ) -> np.ndarray:
     r"""Render a PSF grid as a unit-flux star at ``(x, y)`` on a stamp with origin ``(x0, y0)``.
 
@@ -234,8 +246,8 @@ def render_grid(
     .. math:: m_{ij} = \sum_{k_y, k_x} C_{k_y k_x}\, w(u_i - k_y)\, w(u_j - k_x), \qquad
               u_j = c + N (x_0 + j - x),
 
-    with ``c`` the grid centre index, ``N`` the oversampling and ``w`` the corrected
-    Lanczos taps of :func:`axis_weights`.
+    with ``c`` the grid centre index, ``N`` the oversampling and ``w`` the basis
+    function of :func:`axis_weights` (quintic B-spline by default).
 
     Parameters
     ----------
@@ -250,7 +262,7 @@ def render_grid(
     ny, nx : int
         Stamp shape.
     order : int
-        Lanczos order.
+        Kernel code (see :func:`axis_weights`).
 
     Returns
     -------
@@ -264,12 +276,11 @@ def render_grid(
     return _dense_weights(ky, wy, n) @ grid @ _dense_weights(kx, wx, n).T
 
 
-def _native_kernel(grid: np.ndarray, oversampling: int) -> np.ndarray:
+def _native_kernel(grid: np.ndarray, oversampling: int, order: int) -> np.ndarray:
     n = grid.shape[0]
     c = (n - 1) // 2
-    N = oversampling
-    m = c // N
-    k = np.array(grid[c - N * m : c + N * m + 1 : N, c - N * m : c + N * m + 1 : N])
+    m = c // oversampling
+    k = render_grid(grid, oversampling, 0.0, 0.0, -m, -m, 2 * m + 1, 2 * m + 1, order)
     s = float(k.sum())
     if not s > 0 or not np.isfinite(s):
         return np.full_like(k, np.nan)
@@ -304,8 +315,9 @@ class PixelGridPsf:
     .. math:: C_k(x, y, c) = \sum_t a_{t k}\, B_t(x, y, c),
 
     of effective-PSF samples at offsets :math:`(k - k_c)/N` pixels (``N`` the
-    oversampling), with :math:`B_t` the :class:`PolynomialBasis`. A star at sub-pixel
-    position is rendered by Lanczos-3 interpolation of the grid (:func:`render_grid`);
+    oversampling), with :math:`B_t` the :class:`PolynomialBasis`. The grid values are
+    the coefficients of shifted quintic B-splines (or other kernels), and a star at
+    sub-pixel position is rendered by evaluating that expansion (:func:`render_grid`);
     the fit constrains every coefficient plane so that the grid has unit flux
     (:math:`\sum_k C_k = N^2`) and zero first moment everywhere.
 
@@ -319,13 +331,17 @@ class PixelGridPsf:
         Grid samples per pixel.
     color_name : str or None, keyword-only
         Colour index of a chromatic model (e.g. ``"g-i"``); None when achromatic.
-    interp_order : int, keyword-only
-        Lanczos order of the sub-pixel interpolation (3).
+    interpolant : {'bspline5', 'bspline3', 'lanczos3', 'lanczos5'}, keyword-only
+        Sub-pixel basis function. B-spline spans approximate a smooth PSF far better
+        than (corrected) Lanczos kernels: the best approximation of a sigma = 1.8 px
+        pixelized Gaussian errs by 3.7e-5 of its peak with the quintic B-spline at one
+        sample per pixel (cubic: 5.4e-4; Lanczos-3: 2.1e-3; Lanczos-5: 9.5e-4), which
+        is why ``bspline5`` is the default.
 
     Notes
     -----
-    ``kernel_image`` returns the native-pixel samples through the centre normalised to
-    unit sum; ``image`` renders the grid at the star's sub-pixel offset with the same
+    ``kernel_image`` evaluates the expansion at the native pixel centres around a
+    pixel-centred star, normalised to unit sum; ``image`` renders the grid at the star's sub-pixel offset with the same
     interpolant the fit used (so a fitted star and its model agree by construction);
     ``moments`` are the adaptive moments of ``kernel_image``.
 
@@ -345,9 +361,10 @@ class PixelGridPsf:
     _: KW_ONLY
     oversampling: int = 1
     color_name: str | None = None
-    interp_order: int = 3
+    interpolant: str = "bspline5"
 
     def __post_init__(self) -> None:
+        object.__setattr__(self, "_code", _interp_code(self.interpolant))
         a = np.array(self.coefficients, dtype=np.float64)
         if a.ndim != 3 or a.shape[1] != a.shape[2] or a.shape[1] % 2 == 0:
             raise InvalidInputError(f"`coefficients` must have shape (n_terms, n, n) with n odd; got {a.shape}")
@@ -421,7 +438,7 @@ class PixelGridPsf:
         -------
         numpy.ndarray of float64, shape (kernel_size, kernel_size)
         """
-        return _native_kernel(self.grid(x, y, color=color), self.oversampling)
+        return _native_kernel(self.grid(x, y, color=color), self.oversampling, self._code)  # type: ignore[attr-defined]
 
     def image(self, x: float, y: float, *, color: float | None = None,
               shape: int | tuple[int, int] | None = None) -> np.ndarray:
@@ -445,9 +462,10 @@ class PixelGridPsf:
         g = self.grid(x, y, color=color)
         ny, nx = _shape(shape, self.kernel_size)
         X, Y = math.floor(x + 0.5), math.floor(y + 0.5)
-        h = self.kernel_size // 2 + self.interp_order + 1
+        code = self._code  # type: ignore[attr-defined]
+        h = self.kernel_size // 2 + abs(code) + 1
         hy, hx = max(h, (ny - 1) // 2), max(h, (nx - 1) // 2)
-        big = render_grid(g, self.oversampling, x, y, X - hx, Y - hy, 2 * hy + 1, 2 * hx + 1, self.interp_order)
+        big = render_grid(g, self.oversampling, x, y, X - hx, Y - hy, 2 * hy + 1, 2 * hx + 1, code)
         s = float(big.sum())
         if s > 0:
             big /= s
@@ -657,8 +675,10 @@ class VisitPixelGridPsf:
     _: KW_ONLY
     oversampling: int = 1
     color_name: str | None = None
+    interpolant: str = "bspline5"
 
     def __post_init__(self) -> None:
+        _interp_code(self.interpolant)
         a = np.array(self.shared, dtype=np.float64)
         if a.ndim != 3 or a.shape[0] != self.shared_basis.n_terms:
             raise InvalidInputError(f"`shared` must have shape ({self.shared_basis.n_terms}, n, n); got {a.shape}")
@@ -730,7 +750,8 @@ class VisitPixelGridPsf:
         V = np.concatenate(rows_v)
         coef, *_ = np.linalg.lstsq(B, V.reshape(V.shape[0], -1), rcond=None)
         coef = coef.reshape((basis.n_terms,) + self.shared.shape[1:])
-        return PixelGridPsf(coef, basis, oversampling=self.oversampling, color_name=self.color_name)
+        return PixelGridPsf(coef, basis, oversampling=self.oversampling, color_name=self.color_name,
+                            interpolant=self.interpolant)
 
     def focal_plane(self, detector: Any, x: Any, y: Any) -> tuple[np.ndarray, np.ndarray]:
         """Focal-plane coordinates of detector pixels.
