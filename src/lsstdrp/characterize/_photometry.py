@@ -100,6 +100,7 @@ def _cheb_terms(order: int) -> list[tuple[int, int]]:
 def fit_photo_calib(catalog: Any, refcat: Any, *, band: str, wcs: Any = None, matches: Any = None,
                     flux_column: str = "psf_flux", color: tuple[str, str] | None = None, color_order: int = 0,
                     color_terms: Sequence[float] | None = None, spatial_order: int = 0,
+                    color_spatial_order: int = 0,
                     bbox: tuple[float, float, float, float] | None = None, match_radius_arcsec: float = 0.5,
                     clip_sigma: float = 3.0, systematic_error_mag: float | None = None, min_snr: float = 10.0,
                     ref_mag_limit: float | None = None, min_stars: int = 10, max_iter: int = 10) -> PhotoCalibResult:
@@ -131,6 +132,10 @@ def fit_photo_calib(catalog: Any, refcat: Any, *, band: str, wcs: Any = None, ma
         the LSST ``ColorTerm``; a pure ``c_0`` shifts the zeropoint by ``c_0``).
     spatial_order : int
         Total order of a Chebyshev term over ``bbox`` (0: constant zeropoint).
+    color_spatial_order : int
+        Total order of a spatially varying linear colour term ``C * sum b_ij T_i T_j``
+        (0: none; needs ``color``): filter passbands that change across the field (the
+        angle of incidence on an interference filter) make the colour term vary.
     bbox : tuple, optional
         ``(x_min, x_max, y_min, y_max)`` of the detector (default: the sources' range).
     match_radius_arcsec : float
@@ -164,7 +169,8 @@ def fit_photo_calib(catalog: Any, refcat: Any, *, band: str, wcs: Any = None, ma
     with :math:`m_{\rm inst} = -2.5\log_{10} F` and :math:`m_{\rm ref} = 31.4 -
     2.5\log_{10} f_{\rm nJy}` is modelled as
 
-    .. math:: \Delta m = zp + \sum_{k=1}^{K} c_k C^k + \sum_{i+j \ge 1} a_{ij} T_i(\hat x) T_j(\hat y),
+    .. math:: \Delta m = zp + \sum_{k=1}^{K} c_k C^k + \sum_{i+j \ge 1} (a_{ij} + b_{ij} C)
+              T_i(\hat x) T_j(\hat y),
 
     fitted by weighted least squares (weights :math:`1/(\sigma_{\rm inst}^2 +
     \sigma_{\rm ref}^2 + \sigma_{\rm sys}^2)`, magnitude errors
@@ -196,6 +202,7 @@ def fit_photo_calib(catalog: Any, refcat: Any, *, band: str, wcs: Any = None, ma
     cat = check_table(catalog, "catalog", ("x", "y", flux_column))
     ref = check_table(refcat, "refcat", ("ra", "dec", f"{band}_flux"))
     color_order = check_int(color_order, "color_order", 0, 3)
+    color_spatial_order = check_int(color_spatial_order, "color_spatial_order", 0, 4)
     spatial_order = check_int(spatial_order, "spatial_order", 0, 4)
     min_stars = check_int(min_stars, "min_stars", 2, 10**7)
     max_iter = check_int(max_iter, "max_iter", 1, 100)
@@ -203,7 +210,7 @@ def fit_photo_calib(catalog: Any, refcat: Any, *, band: str, wcs: Any = None, ma
     if color is not None:
         if len(color) != 2 or any(f"{b}_flux" not in ref.colnames for b in color):
             raise InvalidInputError(f"`color` must be two bands with '<band>_flux' in `refcat`; got {color!r}")
-    elif color_order > 0 or (color_terms is not None and len(color_terms) > 1):
+    elif color_order > 0 or color_spatial_order > 0 or (color_terms is not None and len(color_terms) > 1):
         raise InvalidInputError("colour terms need `color=(band_a, band_b)`")
     x = col(cat, "x")
     y = col(cat, "y")
@@ -260,6 +267,8 @@ def fit_photo_calib(catalog: Any, refcat: Any, *, band: str, wcs: Any = None, ma
     sterms = _cheb_terms(spatial_order)
     for i, j in sterms:
         cols.append(cheb.chebval(xs, np.eye(i + 1)[i]) * cheb.chebval(ys, np.eye(j + 1)[j]))
+    for i, j in _cheb_terms(color_spatial_order):
+        cols.append(c * cheb.chebval(xs, np.eye(i + 1)[i]) * cheb.chebval(ys, np.eye(j + 1)[j]))
     a = np.stack(cols, -1) if i_s.size else np.zeros((0, len(cols)))
     npar = a.shape[1]
     stat2 = s_inst**2 + s_ref**2
@@ -324,7 +333,7 @@ def fit_photo_calib(catalog: Any, refcat: Any, *, band: str, wcs: Any = None, ma
     ccoef = np.asarray(p[1:1 + color_order_fit], float) if coef_fixed is None else coef_fixed
     spatial = None
     if sterms:
-        sp = p[1 + color_order_fit:]
+        sp = p[1 + color_order_fit:1 + color_order_fit + len(sterms)]
         ng = 9
         gx, gy = np.meshgrid(np.linspace(-1, 1, ng), np.linspace(-1, 1, ng))
         dmg = sum(sp[t] * cheb.chebval(gx, np.eye(i + 1)[i]) * cheb.chebval(gy, np.eye(j + 1)[j])
