@@ -232,8 +232,18 @@ def _solve_grid(D, W, x0, y0, xs, ys, f, b, P, train, n, N, order, ridge):
             rows.append(row)
             vals.append(target)
     C = np.array(rows)
-    K = np.block([[G, C.T], [C, np.zeros((C.shape[0], C.shape[0]))]])
-    sol = np.linalg.solve(K, np.concatenate([r, vals]))
+    e = np.array(vals)
+    # KKT by the Schur complement of the (SPD) normal matrix: a = G^-1 (r - C^T lam)
+    from scipy.linalg import LinAlgError, cho_factor, cho_solve
+
+    try:
+        cf = cho_factor(G, lower=False, overwrite_a=True, check_finite=False)
+    except LinAlgError as exc:
+        raise np.linalg.LinAlgError(str(exc)) from None
+    gr = cho_solve(cf, r, check_finite=False)
+    gc = cho_solve(cf, C.T, check_finite=False)
+    lam = np.linalg.solve(C @ gc, C @ gr - e)
+    sol = gr - gc @ lam
     coef = np.zeros((nb, n * n))
     coef[:, act] = sol[: nb * na].reshape(nb, na)
     return coef.reshape(nb, n, n)
