@@ -110,7 +110,83 @@ def combine_quality(n: int = N_FRAMES, shape: tuple[int, int] = SHAPE) -> dict[s
     }
 
 
+def ptc_bf_acceptance(shape: tuple[int, int] = (2048, 2048), n_pairs: int = 20, seed: int = 1) -> dict[str, Any]:
+    """Full-scale PTC + BF kernel acceptance (the CI test runs a 256 x 512 detector).
+
+    Flat pairs of a 16-amp detector with every simulated effect on; the PTC
+    (``model="instantaneous"``, the simulator's charge redistribution), the kernel solved
+    from it, and the ISR issue's BF criterion on a star grid with that kernel.
+    """
+    import dataclasses
+    import time
+
+    from lsstdrp.core import GaussianPsf, make_detector_geometry
+    from lsstdrp.isr import run_isr
+    from lsstdrp.isr.calibs import measure_ptc, solve_bf_kernel
+    from lsstdrp.measure import adaptive_moments
+    from lsstdrp.sim import RawEffects, make_calibration_exposures, make_raw, make_sensor_truth
+
+    t0 = time.perf_counter()
+    geom = make_detector_geometry(8, 2, assembled_shape=shape, prescan=3, serial_overscan=32, parallel_overscan=12)
+    fx = RawEffects()
+    sensor = make_sensor_truth(geom, effects=fx, rng=seed)
+    pairs = []
+    for i in range(n_pairs):  # one pair at a time: the frames of all pairs need not sit in memory
+        lv = float(np.geomspace(100.0, 0.9 * float(np.min(sensor.full_well)), n_pairs)[i])
+        sim = make_calibration_exposures(geom, sensor, kind="flat_pair", n=1, levels=lv, rng=seed * 1000 + i, effects=fx)
+        pairs.append((sim.raws[0], sim.raws[1]))
+    res = measure_ptc(pairs, calibs=sensor.calibs, model="instantaneous", progress=False)
+    del pairs
+    a = np.asarray(sensor.bf_aij_effective)
+    c = a.shape[0] // 2
+    at = 2.0 * a[c:c + 9, c:c + 9]
+    kern = solve_bf_kernel(res, kernel_radius=8)
+    kt = np.asarray(sensor.calibs.bf_kernel)
+    # the ISR issue's criterion on a star grid (tests/isr/test_isr_run.py), derived kernel
+    sh = (256, 512)
+    psf = GaussianPsf(1.5)
+    rng = np.random.default_rng(9)
+    img = np.full(sh, 900.0) + 20.0 * np.linspace(-1, 1, sh[1])[None, :]
+    pts = [(y + rng.uniform(-0.5, 0.5), x + rng.uniform(-0.5, 0.5)) for y in range(24, sh[0] - 20, 40)
+           for x in range(24, sh[1] - 20, 40)]
+    flux = np.geomspace(1e4, 1.2e6, len(pts))
+    for (y, x), f in zip(pts, flux, strict=True):
+        xc, yc = int(np.floor(x + 0.5)), int(np.floor(y + 0.5))
+        img[yc - 12:yc + 13, xc - 12:xc + 13] += f * psf.image(x, y, shape=25)
+    ys, xs = np.array(pts).T
+    g2 = make_detector_geometry(8, 2, assembled_shape=sh, prescan=3, serial_overscan=24, parallel_overscan=12)
+    base = RawEffects.none(poisson=True, read_noise=True)
+    on = make_raw(img, g2, rng=11, exptime=30.0, effects=dataclasses.replace(base, bf_a00=fx.bf_a00))
+    off = make_raw(img, g2, rng=11, exptime=30.0, effects=base)
+    sky = 900.0 + 20.0 * np.linspace(-1, 1, sh[1])[None, :]
+
+    def size(exp: Any) -> np.ndarray:
+        m = adaptive_moments(exp.image.astype(float) - sky, xs, ys, guess_sigma=1.5)
+        return m.ixx + m.iyy
+
+    t_ref = size(run_isr(off.raws, off.calibs).exposure)
+    u = flux / flux.max()
+    s_unc = float(np.polyfit(u, size(run_isr(on.raws, on.calibs, do_bf=False).exposure) / t_ref, 1)[0])
+    s_cor = float(np.polyfit(u, size(run_isr(on.raws, on.calibs.replace(bf_kernel=kern.kernel)).exposure) / t_ref, 1)[0])
+    z = (res.a - at[None]) / res.a_error
+    return {
+        "shape": list(shape), "n_pairs": n_pairs,
+        "gain_max_rel_error": float(np.max(np.abs(res.gain / geom.gains - 1))),
+        "read_noise_max_rel_error": float(np.max(np.abs(res.noise / geom.read_noises - 1))),
+        "a00_max_abs_z": float(np.max(np.abs(z[:, 0, 0]))),
+        "aij_chi2_per_dof_median": float(np.median(np.sum(z**2, axis=(1, 2)) / z[0].size)),
+        "kernel_correlation": float(np.corrcoef(kern.kernel.ravel(), kt.ravel())[0, 1]),
+        "kernel_center_ratio": float(kern.kernel[8, 8] / kt[8, 8]),
+        "bf_slope_uncorrected": s_unc, "bf_slope_corrected_derived_kernel": s_cor,
+        "seconds": time.perf_counter() - t0,
+    }
+
+
 if __name__ == "__main__":
     import json
+    import sys
 
-    print(json.dumps(combine_quality(), indent=2))
+    if "ptc" in sys.argv[1:]:
+        print(json.dumps(ptc_bf_acceptance(), indent=2))
+    else:
+        print(json.dumps(combine_quality(), indent=2))

@@ -2,15 +2,27 @@
 
 - master frames: :func:`make_master_bias`, :func:`make_master_dark`,
   :func:`make_master_flat` and the general :func:`combine_frames` (sigma-clipped mean
-  or median, streamed by row tiles from paths or lazy sequences).
+  or median, streamed by row tiles from paths or lazy sequences);
+- photon transfer curve: :func:`measure_ptc` (gain, read noise, :math:`a_{ij}` and
+  covariances from flat pairs, Astier et al. 2019) -> :class:`PtcResult` with its plot;
+- brighter-fatter kernel: :func:`solve_bf_kernel` (from the PTC covariances, with what
+  the scalar kernel cannot represent).
 """
 
+from ._bfkernel import BfKernelResult, solve_bf_kernel
 from ._combine import MasterFrame, combine_frames, make_master_bias, make_master_dark, make_master_flat
+from ._ptc import PtcResult, covariance_model, measure_ptc, pair_covariances
 
 __all__ = [
     "combine_frames",
     "make_master_bias",
     "make_master_dark",
     "make_master_flat",
+    "measure_ptc",
+    "covariance_model",
+    "pair_covariances",
+    "solve_bf_kernel",
     "MasterFrame",
+    "PtcResult",
+    "BfKernelResult",
 ]
