@@ -12,9 +12,12 @@ photometric calibration, aperture corrections and the ``characterize_exposure`` 
 - :func:`fit_visit_wcs`: one optical-distortion polynomial shared by every detector of
   a visit plus a per-detector affine placement, exported per detector as TAN-SIP;
 - :func:`fit_photo_calib`: a :class:`~lsstdrp.core.PhotoCalib` from reference
-  matches, with colour terms, a smooth spatial term, outlier rejection and its error.
+  matches, with colour terms, a smooth spatial term, outlier rejection and its error;
+- :func:`fit_aperture_correction` / :func:`apply_aperture_correction`: the ratio of a
+  large-aperture flux to each flux algorithm as a smooth field over the detector.
 """
 
+from ._apcorr import ApertureCorrection, ApertureCorrectionField, apply_aperture_correction, fit_aperture_correction
 from ._astrometry import WcsFitResult, fit_wcs
 from ._background import BACKGROUND_BAD_PLANES, BackgroundResult, estimate_background
 from ._photometry import PhotoCalibResult, fit_photo_calib
@@ -33,4 +36,8 @@ __all__ = [
     "VisitWcsResult",
     "fit_photo_calib",
     "PhotoCalibResult",
+    "fit_aperture_correction",
+    "apply_aperture_correction",
+    "ApertureCorrection",
+    "ApertureCorrectionField",
 ]
