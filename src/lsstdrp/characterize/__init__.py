@@ -14,7 +14,9 @@ photometric calibration, aperture corrections and the ``characterize_exposure`` 
 - :func:`fit_photo_calib`: a :class:`~lsstdrp.core.PhotoCalib` from reference
   matches, with colour terms, a smooth spatial term, outlier rejection and its error;
 - :func:`fit_aperture_correction` / :func:`apply_aperture_correction`: the ratio of a
-  large-aperture flux to each flux algorithm as a smooth field over the detector.
+  large-aperture flux to each flux algorithm as a smooth field over the detector;
+- :func:`fit_visit_background`: one smooth background model over the whole focal
+  plane of a visit, continuous across detector gaps.
 """
 
 from ._apcorr import ApertureCorrection, ApertureCorrectionField, apply_aperture_correction, fit_aperture_correction
@@ -23,6 +25,7 @@ from ._background import BACKGROUND_BAD_PLANES, BackgroundResult, estimate_backg
 from ._photometry import PhotoCalibResult, fit_photo_calib
 from ._tansip import TanSipFit, fit_tan_sip
 from ._visit_astrometry import VisitWcsResult, fit_visit_wcs
+from ._visit_background import VisitBackground, fit_visit_background
 
 __all__ = [
     "BackgroundResult",
@@ -40,4 +43,6 @@ __all__ = [
     "apply_aperture_correction",
     "ApertureCorrection",
     "ApertureCorrectionField",
+    "fit_visit_background",
+    "VisitBackground",
 ]
