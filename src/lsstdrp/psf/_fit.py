@@ -638,7 +638,8 @@ def _fit_pixel(D, W, x0, y0, x, y, col, reserved, basis, size, N, order, fit_bac
             if not good[s]:
                 continue
             xs[s], ys[s], f[s], b[s], ok = _refit_star(D[s], W[s], x0[s], y0[s], xs[s], ys[s], f[s], b[s],
-                                                        grids[s], N, order, fit_background)
+                                                        grids[s], N, order, fit_background,
+                                                        n_gn=3 if it == 0 else 2)
             if not ok:
                 good[s] = False
                 reasons[s] = "flux/centroid refit failed"

@@ -232,7 +232,7 @@ def _dense_weights(k0: np.ndarray, w: np.ndarray, n: int) -> np.ndarray:
     idx = k0[:, None] + np.arange(m)[None, :]
     ok = (idx >= 0) & (idx < n)
     rows = np.broadcast_to(np.arange(k0.shape[0])[:, None], idx.shape)
-    np.add.at(out, (rows[ok], idx[ok]), w[ok])
+    out[rows[ok], idx[ok]] = w[ok]  # taps of one row are distinct samples
     return out
 
 
