@@ -16,13 +16,17 @@ photometric calibration, aperture corrections and the ``characterize_exposure`` 
 - :func:`fit_aperture_correction` / :func:`apply_aperture_correction`: the ratio of a
   large-aperture flux to each flux algorithm as a smooth field over the detector;
 - :func:`fit_visit_background`: one smooth background model over the whole focal
-  plane of a visit, continuous across detector gaps.
+  plane of a visit, continuous across detector gaps;
+- :func:`characterize_exposure`: the recipe chaining background, detection,
+  measurement, PSF (:mod:`lsstdrp.psf`), astrometry, aperture correction and
+  photometry for one exposure, each step's success and reason recorded.
 """
 
 from ._apcorr import ApertureCorrection, ApertureCorrectionField, apply_aperture_correction, fit_aperture_correction
 from ._astrometry import WcsFitResult, fit_wcs
 from ._background import BACKGROUND_BAD_PLANES, BackgroundResult, estimate_background
 from ._photometry import PhotoCalibResult, fit_photo_calib
+from ._recipe import CharacterizeResult, StepStatus, characterize_exposure
 from ._tansip import TanSipFit, fit_tan_sip
 from ._visit_astrometry import VisitWcsResult, fit_visit_wcs
 from ._visit_background import VisitBackground, fit_visit_background
@@ -45,4 +49,7 @@ __all__ = [
     "ApertureCorrectionField",
     "fit_visit_background",
     "VisitBackground",
+    "characterize_exposure",
+    "CharacterizeResult",
+    "StepStatus",
 ]
