@@ -1,7 +1,20 @@
 """Warping with variance and masks, sky tiling, direct coadds with CoaddPsf, pixel
-covariance, PSF-matched / matched-filter / decorrelated coadds, artifact rejection
-and background matching.
+covariance, and the convolution helper of the coadd stage.
 
-Not built yet: this subpackage will hold the public functions of its stage
-(see ``docs/dataflow.yaml``); it currently defines nothing.
+- :func:`warp` / :func:`warp_exposure`: Lanczos3/5 or bilinear resampling of image,
+  variance and mask between WCSs, with the sampled pixel covariance
+  (:class:`PixelCovariance`, ``measurement_variance(weights)``) and the PSF mapped to the
+  output frame (:class:`WarpedPsf`);
 """
+
+from ._covariance import PixelCovariance
+from ._warp import KERNELS, WarpedPsf, WarpResult, warp, warp_exposure
+
+__all__ = [
+    "warp",
+    "warp_exposure",
+    "WarpResult",
+    "WarpedPsf",
+    "PixelCovariance",
+    "KERNELS",
+]
