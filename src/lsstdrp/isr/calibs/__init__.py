@@ -6,10 +6,16 @@
 - photon transfer curve: :func:`measure_ptc` (gain, read noise, :math:`a_{ij}` and
   covariances from flat pairs, Astier et al. 2019) -> :class:`PtcResult` with its plot;
 - brighter-fatter kernel: :func:`solve_bf_kernel` (from the PTC covariances, with what
-  the scalar kernel cannot represent).
+  the scalar kernel cannot represent);
+- :func:`measure_crosstalk` (coefficients from bright sources), :func:`find_defects`
+  (hot, dead, bad columns from master darks and flats), :func:`fit_linearity` with
+  :func:`amp_levels` (polynomial or spline, with the turnoff).
 """
 
 from ._bfkernel import BfKernelResult, solve_bf_kernel
+from ._crosstalk import CrosstalkFit, measure_crosstalk
+from ._defects import DefectResult, find_defects
+from ._linearity import LinearityFit, amp_levels, fit_linearity
 from ._combine import MasterFrame, combine_frames, make_master_bias, make_master_dark, make_master_flat
 from ._ptc import PtcResult, covariance_model, measure_ptc, pair_covariances
 
@@ -22,7 +28,14 @@ __all__ = [
     "covariance_model",
     "pair_covariances",
     "solve_bf_kernel",
+    "measure_crosstalk",
+    "find_defects",
+    "amp_levels",
+    "fit_linearity",
     "MasterFrame",
     "PtcResult",
     "BfKernelResult",
+    "CrosstalkFit",
+    "DefectResult",
+    "LinearityFit",
 ]
