@@ -193,7 +193,23 @@ def full_scale_acceptance(n_det: int = 2, det_shape: int = 1024, density: float 
             "mean_de1": float(a[:, 1].mean()), "mean_de2": float(a[:, 2].mean()), "chi2_dof": chi / dof}
 
 
+def des_crossval(n_folds: int = 5, order: int = 2) -> dict:
+    """Cross-validated chi2 on the real DES stars, lsstdrp vs PIFF (see tests/psf/test_psf_des.py)."""
+    import importlib.util
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parents[1] / "tests/psf/test_psf_des.py"
+    spec = importlib.util.spec_from_file_location("_psf_des", path)
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)  # type: ignore[union-attr]
+    des = mod.load_des()
+    return mod.crossval(des, des["psfex_used"], n_folds=n_folds, order=order, with_piff=True)
+
+
 if __name__ == "__main__":
+    print("DES real stars, cross-validated chi2/dof (5 folds, order 2):")
+    for k, v in des_crossval().items():
+        print(f"  {k:24s} {v:.4g}")
     print("side by side with PIFF (one detector):")
     for k, v in _compare(_setup()).items():
         print(f"  {k:24s} {v:.4g}")
