@@ -1038,6 +1038,10 @@ class Calibs:
         Measured per-amp gain (e⁻/ADU) and read noise (e⁻), overriding the geometry's
         nominal values (:meth:`amp_gains`, :meth:`amp_read_noises`).
     ptc : PhotonTransferCurve, optional
+    chromatic : array_like, 2-D, optional
+        Coefficients of a wavelength-dependent photometric correction map (see
+        ``lsstdrp.isr.calibs.ChromaticCorrectionMap``, whose description lives in
+        ``metadata["chromatic"]``).
     metadata : dict
         Provenance etc. (JSON-serialisable values round-trip through FITS).
 
@@ -1066,6 +1070,7 @@ class Calibs:
     gains: Any = dataclasses.field(default=None, kw_only=True)
     read_noises: Any = dataclasses.field(default=None, kw_only=True)
     ptc: PhotonTransferCurve | None = dataclasses.field(default=None, kw_only=True)
+    chromatic: Any = dataclasses.field(default=None, kw_only=True)
     metadata: dict = dataclasses.field(default_factory=dict, kw_only=True)
 
     def __post_init__(self) -> None:
@@ -1135,6 +1140,8 @@ class Calibs:
                 raise InvalidInputError(f"`ptc` must be a PhotonTransferCurve; got {type(self.ptc).__name__}")
             if self.ptc.n_amps != n:
                 raise InvalidInputError(f"`ptc` has {self.ptc.n_amps} amplifiers; expected {n}")
+        if self.chromatic is not None:
+            object.__setattr__(self, "chromatic", _float_array(self.chromatic, "chromatic", ndim=2))
         object.__setattr__(self, "metadata", dict(self.metadata))
 
     def amp_gains(self) -> np.ndarray:
@@ -1168,7 +1175,7 @@ class Calibs:
         ``LIN<i>`` (one image per amp with a linearity; header ``KIND``, ``TURNOFF``,
         ``AMPNAME``), ``CROSSTALK``/``CROSSTALK_QUAD``, ``BF_KERNEL``, ``DEFECTS`` (table
         y0 y1 x0 x1) or ``DEFECT_MASK`` (uint8 image), ``AMP_PARAMS`` (gains, read
-        noises), ``PTC`` (table + ``PTC_MEAN``/``PTC_VAR`` images); ``metadata`` as JSON
+        noises), ``PTC`` (table + ``PTC_MEAN``/``PTC_VAR`` images), ``CHROMATIC``; ``metadata`` as JSON
         in the primary header (``METAJSON``).
 
         Parameters
@@ -1199,7 +1206,7 @@ class Calibs:
                 hdu.header["AMPNAME"] = self.geometry.names[i]
                 hdus.append(hdu)
         for f, ext in (("crosstalk", "CROSSTALK"), ("crosstalk_quadratic", "CROSSTALK_QUAD"),
-                       ("bf_kernel", "BF_KERNEL")):
+                       ("bf_kernel", "BF_KERNEL"), ("chromatic", "CHROMATIC")):
             arr = getattr(self, f)
             if arr is not None:
                 hdus.append(fits.ImageHDU(np.asarray(arr, dtype=np.float64), name=ext))
@@ -1255,7 +1262,7 @@ class Calibs:
                         lins[i] = Linearity._from_payload(hh.header["KIND"], hh.data, math.inf if t < 0 else t)
                 kw["linearity"] = tuple(lins)
             for f, ext in (("crosstalk", "CROSSTALK"), ("crosstalk_quadratic", "CROSSTALK_QUAD"),
-                           ("bf_kernel", "BF_KERNEL")):
+                           ("bf_kernel", "BF_KERNEL"), ("chromatic", "CHROMATIC")):
                 if ext in hdul:
                     kw[f] = np.asarray(hdul[ext].data, dtype=np.float64)
             if "DEFECT_MASK" in hdul:
