@@ -7,6 +7,8 @@ models, chromatic PSFs and visit-level (focal-plane) fits.
   family, sub-pixel centring by interpolating the model, optional oversampling and
   colour dependence, outlier rejection) or a fast analytic (Gaussian / Moffat) model,
   returning a frozen :class:`PsfFitResult`;
+- :func:`fit_visit_psf`: one model over all detectors of a visit (shared focal-plane
+  polynomial plus per-detector terms with a ridge prior), ``psf_for(detector)``;
 - the models :class:`PixelGridPsf`, :class:`AnalyticPsf` (both satisfy the
   :class:`lsstdrp.core.Psf` protocol) on a :class:`PolynomialBasis`.
 """
@@ -14,10 +16,13 @@ models, chromatic PSFs and visit-level (focal-plane) fits.
 from ._fit import PSF_MODELS, PsfFitResult, fit_psf
 from ._models import AnalyticPsf, PixelGridPsf, PolynomialBasis, VisitPixelGridPsf
 from ._select import select_psf_stars
+from ._visit import affine_transform, fit_visit_psf
 
 __all__ = [
     "select_psf_stars",
     "fit_psf",
+    "fit_visit_psf",
+    "affine_transform",
     "PsfFitResult",
     "PSF_MODELS",
     "PixelGridPsf",

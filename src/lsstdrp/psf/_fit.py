@@ -188,7 +188,7 @@ def _active_map(n: int) -> tuple[np.ndarray, int]:
     return amap, int(idx.size)
 
 
-def _solve_grid(D, W, x0, y0, xs, ys, f, b, P, train, n, N, order, ridge):
+def _solve_grid(D, W, x0, y0, xs, ys, f, b, P, train, n, N, order, ridge, prior=None):
     from ._kernels import _band_to_dense, _star_normal_band
 
     nb = P.shape[1]
@@ -219,8 +219,15 @@ def _solve_grid(D, W, x0, y0, xs, ys, f, b, P, train, n, N, order, ridge):
     _band_to_dense(gband.reshape(n * n, nd, nd, nb, nb), n, nb, amap, na, G)
     act = np.flatnonzero(amap >= 0)
     r = rhs[:, act].ravel()
-    dg = np.diag(G)
+    dg = np.diag(G).copy()
     G[np.diag_indices_from(G)] += ridge * max(float(dg.mean()), 1e-300)
+    if prior is not None:
+        # ridge prior on selected basis terms, worth prior[j] average training stars
+        # (the constant term j = 0 carries sum_s M_s[k, k] for every grid sample k)
+        per_star = dg[:na] / max(int(train.sum()), 1)
+        for j in range(nb):
+            if prior[j] > 0:
+                G[np.arange(j * na, (j + 1) * na), np.arange(j * na, (j + 1) * na)] += prior[j] * per_star
     # constraints: unit flux (sum = N^2 for the constant term, 0 otherwise), zero centroid
     ky, kx = np.divmod(act, n)
     rows = []
@@ -593,10 +600,12 @@ def _default_size(img, var, m, bad_planes, stamps, stamp_variance, stamp_mask, x
 
 
 def _fit_pixel(D, W, x0, y0, x, y, col, reserved, basis, size, N, order, fit_background, max_iter,
-               nsigma, max_frac, needed, color_name, colv, progress, idx, interpolant) -> PsfFitResult:
+               nsigma, max_frac, needed, color_name, colv, progress, idx, interpolant, *, P=None, prior=None,
+               make_psf=None, n_terms=None) -> PsfFitResult:
     nstar, S, _ = D.shape
     n = N * (size - 1) + 1
-    P = basis.evaluate(x, y, col)
+    if P is None:
+        P = basis.evaluate(x, y, col)
     b, f = _initial(D, W, x, y, x0, y0)
     if not fit_background:
         b[:] = 0.0
@@ -624,7 +633,7 @@ def _fit_pixel(D, W, x0, y0, x, y, col, reserved, basis, size, N, order, fit_bac
             reason = f"outlier rejection left {int(train.sum())} training stars; the model needs {needed}"
             break
         try:
-            coef = _solve_grid(D, W, x0, y0, xs, ys, f, b, P, train, n, N, order, 1e-9)
+            coef = _solve_grid(D, W, x0, y0, xs, ys, f, b, P, train, n, N, order, 1e-9, prior)
         except np.linalg.LinAlgError as exc:
             reason = f"the normal equations are singular ({exc})"
             coef = None
@@ -661,9 +670,13 @@ def _fit_pixel(D, W, x0, y0, x, y, col, reserved, basis, size, N, order, fit_bac
             break
     if coef is None or reason:
         return _failed(reason or "no fit", nstar, S, idx, x, y, reserved, rejected, reasons, colv, it_run)
-    psf = PixelGridPsf(coef, basis, oversampling=N, color_name=(color_name or "color") if basis.chromatic else None,
-                       interpolant=interpolant)
-    k = psf.kernel_image(0.5 * (basis.bounds[0] + basis.bounds[1]), 0.5 * (basis.bounds[2] + basis.bounds[3]))
+    if make_psf is None:
+        psf = PixelGridPsf(coef, basis, oversampling=N,
+                           color_name=(color_name or "color") if basis.chromatic else None, interpolant=interpolant)
+        k = psf.kernel_image(0.5 * (basis.bounds[0] + basis.bounds[1]), 0.5 * (basis.bounds[2] + basis.bounds[3]))
+    else:
+        psf = make_psf(coef)
+        k = coef.sum(axis=0)
     if not np.all(np.isfinite(k)):
         return _failed("the fitted kernel is not finite", nstar, S, idx, x, y, reserved, rejected, reasons, colv, it_run)
     grids = np.tensordot(P, coef, axes=(1, 0))
@@ -676,7 +689,7 @@ def _fit_pixel(D, W, x0, y0, x, y, col, reserved, basis, size, N, order, fit_bac
             resid[s] = (D[s] - models[s]) * np.sqrt(W[s])
     used = ~reserved & ~rejected & good
     n_active = _active_map(n)[1]
-    n_par = basis.n_terms * (n_active - 3)
+    n_par = (basis.n_terms if n_terms is None else n_terms) * (n_active - 3)
     dof_train = float(dof[used].sum()) - n_par
     chi2_dof = float(chi2[used].sum() / dof_train) if dof_train > 0 else math.nan
     rs = reserved & good
