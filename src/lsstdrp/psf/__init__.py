@@ -9,12 +9,14 @@ models, chromatic PSFs and visit-level (focal-plane) fits.
   returning a frozen :class:`PsfFitResult`;
 - :func:`fit_visit_psf`: one model over all detectors of a visit (shared focal-plane
   polynomial plus per-detector terms with a ridge prior), ``psf_for(detector)``;
+- :func:`write_psf` / :func:`read_psf` (FITS) and :func:`from_piff`;
 - the models :class:`PixelGridPsf`, :class:`AnalyticPsf` (both satisfy the
   :class:`lsstdrp.core.Psf` protocol) on a :class:`PolynomialBasis`.
 """
 
 from ._fit import PSF_MODELS, PsfFitResult, fit_psf
 from ._models import AnalyticPsf, PixelGridPsf, PolynomialBasis, VisitPixelGridPsf
+from ._io import from_piff, read_psf, write_psf
 from ._select import select_psf_stars
 from ._visit import affine_transform, fit_visit_psf
 
@@ -23,6 +25,9 @@ __all__ = [
     "fit_psf",
     "fit_visit_psf",
     "affine_transform",
+    "write_psf",
+    "read_psf",
+    "from_piff",
     "PsfFitResult",
     "PSF_MODELS",
     "PixelGridPsf",
