@@ -193,7 +193,9 @@ def fit_wcs(catalog: Any, refcat: Any, *, wcs: Any = None, mjd: float | None = N
         Reference column for ranking (magnitude if the name holds "mag", else flux);
         default ``g_mag`` or the first ``*_flux`` column.
     n_bright : int
-        Sources used in the pattern search.
+        Largest number of (brightest) sources used in the pattern search; fewer (twice
+        the reference stars expected on the detector, at least 10) when the reference
+        catalog is sparser.
     min_matches : int
         Minimum verified matches for success (also the pattern threshold).
     max_iter : int
@@ -353,9 +355,13 @@ def fit_wcs(catalog: Any, refcat: Any, *, wcs: Any = None, mjd: float | None = N
     else:
         ref_area = (np.ptp(cxi) + 2 * margin) * (np.ptp(ceta) + 2 * margin)
     tol = max(0.5, 2.0 * scale) + (0.0 if not blind else 0.002 * half_diag)
+    # no more bright sources than ~2x the reference stars expected on the detector, so the
+    # triangles of the two lists are built at comparable densities
+    n_ref_fp = zr_all.size * area / max(ref_area, 1e-9)
+    ns = int(min(n_bright, max(2.0 * n_ref_fp, 10)))
     sim = match_similarity(zs, zr_all, area_arcsec2=area, ref_area_arcsec2=ref_area, scale_tol=max_scale_error,
                            max_rotation_deg=max_rot, max_offset_arcsec=max_offset + mr, allow_flip=blind,
-                           match_radius=mr, tolerance_arcsec=tol, n_bright=n_bright, min_matches=min_matches)
+                           match_radius=mr, tolerance_arcsec=tol, n_bright=ns, min_matches=min_matches)
     if sim is None:
         return fail("no pattern of the brightest sources matches the reference catalog within the search limits "
                     f"(offset <= {max_offset:.0f} arcsec, rotation <= "

@@ -85,6 +85,32 @@ class CharacterizeResult:
     reason: str
 
 
+def _moments_psf(cat: QTable, psf0: Any) -> tuple[Any, str]:
+    """Fallback PSF: a round Gaussian with the median adaptive size of the likely stars.
+
+    The stars are the PSF candidates when the table has them, otherwise the sources with
+    S/N >= 20 whose size ``T = shape_xx + shape_yy`` lies in the lowest third (stars are
+    the smallest sources); sigma = sqrt(T / 2).
+    """
+    try:
+        t = np.asarray(getattr(cat["shape_xx"], "value", cat["shape_xx"]), float) + np.asarray(
+            getattr(cat["shape_yy"], "value", cat["shape_yy"]), float)
+        f = np.asarray(getattr(cat["psf_flux"], "value", cat["psf_flux"]), float)
+        fe = np.asarray(getattr(cat["psf_flux_err"], "value", cat["psf_flux_err"]), float)
+    except KeyError:
+        return psf0, "kept the starting PSF"
+    with np.errstate(invalid="ignore", divide="ignore"):
+        ok = np.isfinite(t) & (t > 0) & (f / fe >= 20)
+    if "psf_candidate" in cat.colnames and np.sum(ok & np.asarray(cat["psf_candidate"], bool)) >= 1:
+        ok &= np.asarray(cat["psf_candidate"], bool)
+    elif ok.sum() >= 3:
+        ok &= t <= np.percentile(t[ok], 33.3)
+    if not ok.any():
+        return psf0, "kept the starting PSF"
+    sigma = float(np.sqrt(np.median(t[ok]) / 2.0))
+    return GaussianPsf(sigma), f"used a round Gaussian (sigma {sigma:.2f} px) from the adaptive moments of {int(ok.sum())} stars"
+
+
 def characterize_exposure(exposure: Exposure, refcat: Any, *, photometric_refcat: Any = None, wcs: Any = None,
                           psf: Any = None, initial_fwhm_px: float = 4.0, fit_psf: bool = True,
                           psf_model: str = "pixel", psf_spatial_order: int = 2, detection_threshold: float = 5.0,
@@ -159,11 +185,14 @@ def characterize_exposure(exposure: Exposure, refcat: Any, *, photometric_refcat
     2. detection: :func:`lsstdrp.detect.detect_sources` with the starting PSF;
     3. measurement: :func:`lsstdrp.measure.measure_sources` (centroids, moments,
        apertures, PSF flux);
-    4. PSF: :func:`lsstdrp.psf.select_psf_stars` and :func:`lsstdrp.psf.fit_psf`; the
-       sources are measured again with the fitted PSF;
+    4. PSF: :func:`lsstdrp.psf.select_psf_stars` and :func:`lsstdrp.psf.fit_psf`; if
+       that fails, a round Gaussian with the median adaptive size of the stars (the step
+       is then reported failed, with what was used); the sources are measured again
+       with the new PSF;
     5. astrometry: :func:`fit_wcs` from the approximate WCS at ``exposure.mjd``;
-    6. aperture correction: :func:`fit_aperture_correction` to ``apcorr_reference``,
-       applied to the catalog;
+    6. aperture correction: :func:`fit_aperture_correction` to ``apcorr_reference``
+       (if too few isolated stars, again with a 10-px isolation radius), applied to the
+       catalog;
     7. photometry: :func:`fit_photo_calib` on the aperture-corrected PSF fluxes.
 
     This is the recipe the LSST pipelines call CalibrateImage (Bosch et al. 2018).
@@ -231,12 +260,13 @@ def characterize_exposure(exposure: Exposure, refcat: Any, *, photometric_refcat
             if psf_result.success:
                 psf_final = psf_result.psf
                 steps["psf"] = StepStatus(True)
-                cat_psf = stars
             else:
-                steps["psf"] = StepStatus(False, f"PSF fit failed ({psf_result.reason}); kept the starting PSF")
-                cat_psf = stars
+                psf_final, how = _moments_psf(stars, psf0)
+                steps["psf"] = StepStatus(False, f"PSF fit failed ({psf_result.reason}); {how}")
+            cat_psf = stars
         except InvalidInputError as exc:
-            steps["psf"] = StepStatus(False, f"PSF fit not possible ({exc}); kept the starting PSF")
+            psf_final, how = _moments_psf(cat, psf0)
+            steps["psf"] = StepStatus(False, f"PSF fit not possible ({exc}); {how}")
             cat_psf = None
     else:
         steps["psf"] = StepStatus(bool(not fit_psf), "" if not fit_psf else "no sources to fit a PSF to")
@@ -271,9 +301,18 @@ def characterize_exposure(exposure: Exposure, refcat: Any, *, photometric_refcat
                  if c in cat.colnames and c != apcorr_reference]
         apc = fit_aperture_correction(cat, reference=apcorr_reference, algorithms=algos, order=apcorr_order,
                                       bbox=bbox)
+        note = ""
+        if not apc.success:
+            # crowded or small detector: accept stars with neighbours beyond 10 px
+            retry = fit_aperture_correction(cat, reference=apcorr_reference, algorithms=algos, order=apcorr_order,
+                                            bbox=bbox, isolation_radius=10.0)
+            if len(retry.fields) > len(apc.fields):
+                note = f"isolation radius relaxed to 10 px ({apc.reason})"
+                apc = retry
         if apc.fields:
             cat = apply_aperture_correction(cat, apc)
-        steps["aperture_correction"] = StepStatus(apc.success, apc.reason)
+        steps["aperture_correction"] = StepStatus(apc.success, "; ".join(r for r in (apc.reason, note) if r)
+                                                  if not apc.success else "")
     else:
         steps["aperture_correction"] = StepStatus(False, f"no sources or no {apcorr_reference!r} column")
 

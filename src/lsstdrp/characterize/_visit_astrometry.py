@@ -41,8 +41,9 @@ class VisitWcsResult:
         reference pairs.
     placement : astropy.table.QTable
         Per detector: ``detector, x0_arcsec, y0_arcsec`` (position of the detector
-        centre in the visit frame), ``rotation_deg``, ``scale_arcsec_per_px`` and
-        ``shear`` of its fitted affine placement.
+        centre in the visit frame), ``rotation_deg``, ``scale_arcsec_per_px``, ``shear``
+        and ``flipped`` (parity; the rotation and shear are those of the map with its
+        x axis flipped back) of its fitted affine placement.
     residuals : astropy.table.QTable
         Per reference pair: ``detector, row, x, y, ra, dec, dra_mas, ddec_mas``
         (model minus reference), ``sigma_mas``, ``predicted_mas`` (1-sigma mapping
@@ -377,10 +378,14 @@ def fit_visit_wcs(catalogs: Mapping, refcat: Any, *, wcs: Mapping, mjd: float | 
     place["y0_arcsec"] = a[:, 3] * u.arcsec
     hv = np.array([halves[d] for d in ok_dets])
     lin = np.stack([[a[:, 1], a[:, 2]], [a[:, 4], a[:, 5]]], 0).transpose(2, 0, 1) / hv[:, None, None]
+    flipped = np.linalg.det(lin) < 0  # sky images seen from inside the sphere: east left
+    lin = lin.copy()
+    lin[flipped, :, 0] *= -1.0  # rotation and shear of the parity-corrected map
     place["rotation_deg"] = np.degrees(np.arctan2(lin[:, 1, 0] - lin[:, 0, 1], lin[:, 0, 0] + lin[:, 1, 1])) * u.deg
     place["scale_arcsec_per_px"] = np.sqrt(np.abs(np.linalg.det(lin))) * u.arcsec / u.pix
     place["shear"] = np.hypot(lin[:, 0, 0] - lin[:, 1, 1], lin[:, 0, 1] + lin[:, 1, 0]) / np.maximum(
         np.hypot(lin[:, 0, 0] + lin[:, 1, 1], lin[:, 1, 0] - lin[:, 0, 1]), 1e-300)
+    place["flipped"] = flipped
     rms = float(np.sqrt(np.mean(np.concatenate([(mxi - txi)[used], (meta - teta)[used]]) ** 2)) * 1000.0)
     reason = ""
     if len(ok_dets) < len(catalogs):
