@@ -173,3 +173,18 @@ def test_select_size_locus_and_reserve():
     assert all(str(r) for r, c in zip(sel["psf_reject_reason"], cand) if not c)
     assert sel["psf_reserved"].sum() == round(0.2 * cand.sum())
     assert not np.any(np.asarray(sel["psf_reserved"]) & ~cand)
+
+
+def test_residual_maps(noisy_fit):
+    from lsstdrp.psf import residual_maps
+
+    res, _, _ = noisy_fit
+    m = residual_maps(res, bins=3)
+    assert m.counts.sum() == int(np.isfinite(np.asarray(res.stars["dT_T"])[np.asarray(res.stars["psf_used"])]).sum())
+    assert m.dT_T.shape == (3, 3) and m.mean_residual.shape == res.residuals.shape[1:]
+    # a correct model leaves no coherent residual: the mean normalised residual of N stars
+    # has per-pixel scatter 1/sqrt(N); allow 5 sigma
+    n = res.n_used
+    assert np.abs(m.mean_residual).max() < 5 / math.sqrt(n)
+    with pytest.raises(InvalidInputError):
+        residual_maps(res, which="some")

@@ -9,6 +9,7 @@ models, chromatic PSFs and visit-level (focal-plane) fits.
   returning a frozen :class:`PsfFitResult`;
 - :func:`fit_visit_psf`: one model over all detectors of a visit (shared focal-plane
   polynomial plus per-detector terms with a ridge prior), ``psf_for(detector)``;
+- :func:`residual_maps`: size/shape residual maps and the mean residual stamp;
 - :func:`write_psf` / :func:`read_psf` (FITS) and :func:`from_piff`;
 - the models :class:`PixelGridPsf`, :class:`AnalyticPsf` (both satisfy the
   :class:`lsstdrp.core.Psf` protocol) on a :class:`PolynomialBasis`.
@@ -16,6 +17,7 @@ models, chromatic PSFs and visit-level (focal-plane) fits.
 
 from ._fit import PSF_MODELS, PsfFitResult, fit_psf
 from ._models import AnalyticPsf, PixelGridPsf, PolynomialBasis, VisitPixelGridPsf
+from ._diagnostics import ResidualMaps, residual_maps
 from ._io import from_piff, read_psf, write_psf
 from ._select import select_psf_stars
 from ._visit import affine_transform, fit_visit_psf
@@ -28,6 +30,8 @@ __all__ = [
     "write_psf",
     "read_psf",
     "from_piff",
+    "residual_maps",
+    "ResidualMaps",
     "PsfFitResult",
     "PSF_MODELS",
     "PixelGridPsf",
