@@ -296,145 +296,176 @@ def correlation_kernel(gx, gy, step, x_offset, y_offset, xs0, ys0, block, radius
 
 @njit(nogil=True, cache=True)
 def polygon_inside_near(xs_poly, ys_poly, x0, y0, nx, ny, radius, inside, near):
-    """Per pixel of a region: inside the closed polygon, and within ``radius`` of its edge."""
+    """Rasterise a closed polygon on a region: pixel centres inside it, and pixels within
+    ``radius`` of its outline (scanline fill plus a band around each segment)."""
     nv = xs_poly.size
-    r2 = radius * radius
+    xc = np.empty(nv)
     for j in range(ny):
         py = y0 + j
-        for i in range(nx):
-            px = x0 + i
-            c = False
-            dmin = 1e300
-            for k in range(nv):
-                k2 = (k + 1) % nv
+        m = 0
+        for k in range(nv):
+            k2 = (k + 1) % nv
+            ya = ys_poly[k]
+            yb = ys_poly[k2]
+            if (ya > py) != (yb > py):
                 xa = xs_poly[k]
-                ya = ys_poly[k]
-                xb = xs_poly[k2]
-                yb = ys_poly[k2]
-                if (ya > py) != (yb > py):
-                    xc = xa + (py - ya) * (xb - xa) / (yb - ya)
-                    if px < xc:
-                        c = not c
-                ex = xb - xa
-                ey = yb - ya
-                L = ex * ex + ey * ey
+                xc[m] = xa + (py - ya) * (xs_poly[k2] - xa) / (yb - ya)
+                m += 1
+        srt = np.sort(xc[:m])
+        for i in range(nx):
+            inside[j, i] = False
+            near[j, i] = False
+        for q in range(0, m - 1, 2):
+            lo = max(int(math.ceil(srt[q] - x0)), 0)
+            hi = min(int(math.floor(srt[q + 1] - x0)), nx - 1)
+            for i in range(lo, hi + 1):
+                px = x0 + i
+                if srt[q] < px < srt[q + 1]:
+                    inside[j, i] = True
+    r2 = radius * radius
+    for k in range(nv):
+        k2 = (k + 1) % nv
+        xa = xs_poly[k]
+        ya = ys_poly[k]
+        ex = xs_poly[k2] - xa
+        ey = ys_poly[k2] - ya
+        L = ex * ex + ey * ey
+        i_lo = max(int(math.floor(min(xa, xa + ex) - radius - x0)), 0)
+        i_hi = min(int(math.ceil(max(xa, xa + ex) + radius - x0)), nx - 1)
+        j_lo = max(int(math.floor(min(ya, ya + ey) - radius - y0)), 0)
+        j_hi = min(int(math.ceil(max(ya, ya + ey) + radius - y0)), ny - 1)
+        for j in range(j_lo, j_hi + 1):
+            py = y0 + j
+            for i in range(i_lo, i_hi + 1):
+                px = x0 + i
                 t = 0.0
                 if L > 0:
                     t = ((px - xa) * ex + (py - ya) * ey) / L
                     t = min(max(t, 0.0), 1.0)
                 dx = xa + t * ex - px
                 dy = ya + t * ey - py
-                d = dx * dx + dy * dy
-                if d < dmin:
-                    dmin = d
-            inside[j, i] = c
-            near[j, i] = dmin <= r2
+                if dx * dx + dy * dy <= r2:
+                    near[j, i] = True
+
+
+@njit(nogil=True, cache=True)
+def _stack_row(j, img, var, msk, weights, excl, method, clip, n_iter, out_img, out_var, out_cnt,
+               out_clipped, out_badbits, out_badfrac, out_used):
+    """One row of :func:`stack_region`."""
+    n, ny, nx = img.shape
+    vals = np.empty(n)
+    vv = np.empty(n)
+    ww = np.empty(n)
+    use = np.empty(n, dtype=np.bool_)
+    tmp = np.empty(n)
+    idx = np.empty(n, dtype=np.int64)
+    for i in range(nx):
+        for q in range(n):
+            out_used[q, j, i] = False
+        k = 0
+        wtot = 0.0
+        wbad = 0.0
+        bbits = np.uint32(0)
+        for q in range(n):
+            p = msk[q, j, i]
+            v = img[q, j, i]
+            s2 = var[q, j, i]
+            if (p & excl) != 0 or not (math.isfinite(v) and math.isfinite(s2)):
+                if (p & np.uint32(256)) == 0:  # covered but excluded
+                    wbad += weights[q]
+                    bbits |= p
+                continue
+            vals[k] = v
+            vv[k] = s2
+            ww[k] = weights[q]
+            use[k] = True
+            idx[k] = q
+            wtot += weights[q]
+            k += 1
+        nclip = 0
+        if k == 0:
+            out_img[j, i] = np.nan
+            out_var[j, i] = np.nan
+            out_cnt[j, i] = 0
+            out_clipped[j, i] = 0
+            out_badbits[j, i] = bbits
+            out_badfrac[j, i] = 1.0 if wbad > 0 else 0.0
+            continue
+        for it in range(n_iter + 1):
+            # centre of the used values
+            m = 0
+            for q in range(k):
+                if use[q]:
+                    tmp[m] = vals[q]
+                    m += 1
+            if method == 1 or (clip > 0 and it == 0):
+                srt = np.sort(tmp[:m])
+                if m % 2 == 1:
+                    centre = srt[m // 2]
+                else:
+                    centre = 0.5 * (srt[m // 2 - 1] + srt[m // 2])
+            else:
+                sw = 0.0
+                sx = 0.0
+                for q in range(k):
+                    if use[q]:
+                        sw += ww[q]
+                        sx += ww[q] * vals[q]
+                centre = sx / sw
+            if clip <= 0 or it == n_iter:
+                break
+            changed = False
+            nu = 0
+            for q in range(k):
+                if use[q]:
+                    nu += 1
+            for q in range(k):
+                if use[q] and nu > 1:
+                    if abs(vals[q] - centre) > clip * math.sqrt(vv[q]):
+                        use[q] = False
+                        nu -= 1
+                        changed = True
+            if not changed:
+                break
+        sw = 0.0
+        sx = 0.0
+        svar = 0.0
+        m = 0
+        for q in range(k):
+            if use[q]:
+                sw += ww[q]
+                sx += ww[q] * vals[q]
+                svar += ww[q] * ww[q] * vv[q]
+                m += 1
+                out_used[idx[q], j, i] = True
+            else:
+                nclip += 1
+        if method == 1:
+            # large-n efficiency of the median of Gaussian samples: pi/2
+            sv = 0.0
+            for q in range(k):
+                if use[q]:
+                    sv += vv[q]
+            out_img[j, i] = centre
+            out_var[j, i] = 0.5 * math.pi * sv / (m * m) if m > 2 else sv / (m * m)
+        else:
+            out_img[j, i] = sx / sw
+            out_var[j, i] = svar / (sw * sw)
+        out_cnt[j, i] = m
+        out_clipped[j, i] = nclip
+        out_badbits[j, i] = bbits
+        out_badfrac[j, i] = wbad / (wtot + wbad)
 
 
 @njit(nogil=True, cache=True, parallel=True)
 def stack_region(img, var, msk, weights, excl, method, clip, n_iter, out_img, out_var, out_cnt,
-                 out_clipped, out_badbits, out_badfrac):
+                 out_clipped, out_badbits, out_badfrac, out_used):
     """Combine ``n`` input planes (n, ny, nx) pixel by pixel.
 
     method 0: weighted mean with one weight per input; 1: median (unweighted).
-    ``clip > 0``: iterative clipping of inputs with |I - centre| > clip * sqrt(V_i + V_c).
+    ``clip > 0``: iterative clipping of inputs with |I - centre| > clip * sqrt(V_i).
     """
     n, ny, nx = img.shape
     for j in prange(ny):
-        vals = np.empty(n)
-        vv = np.empty(n)
-        ww = np.empty(n)
-        use = np.empty(n, dtype=np.bool_)
-        tmp = np.empty(n)
-        for i in range(nx):
-            k = 0
-            wtot = 0.0
-            wbad = 0.0
-            bbits = np.uint32(0)
-            for q in range(n):
-                p = msk[q, j, i]
-                v = img[q, j, i]
-                s2 = var[q, j, i]
-                if (p & excl) != 0 or not (math.isfinite(v) and math.isfinite(s2)):
-                    if (p & np.uint32(256)) == 0:  # covered but excluded
-                        wbad += weights[q]
-                        bbits |= p
-                    continue
-                vals[k] = v
-                vv[k] = s2
-                ww[k] = weights[q]
-                use[k] = True
-                wtot += weights[q]
-                k += 1
-            nclip = 0
-            if k == 0:
-                out_img[j, i] = np.nan
-                out_var[j, i] = np.nan
-                out_cnt[j, i] = 0
-                out_clipped[j, i] = 0
-                out_badbits[j, i] = bbits
-                out_badfrac[j, i] = 1.0 if wbad > 0 else 0.0
-                continue
-            for it in range(n_iter + 1):
-                # centre of the used values
-                m = 0
-                for q in range(k):
-                    if use[q]:
-                        tmp[m] = vals[q]
-                        m += 1
-                if method == 1 or (clip > 0 and it == 0):
-                    srt = np.sort(tmp[:m])
-                    if m % 2 == 1:
-                        centre = srt[m // 2]
-                    else:
-                        centre = 0.5 * (srt[m // 2 - 1] + srt[m // 2])
-                else:
-                    sw = 0.0
-                    sx = 0.0
-                    for q in range(k):
-                        if use[q]:
-                            sw += ww[q]
-                            sx += ww[q] * vals[q]
-                    centre = sx / sw
-                if clip <= 0 or it == n_iter:
-                    break
-                changed = False
-                nu = 0
-                for q in range(k):
-                    if use[q]:
-                        nu += 1
-                for q in range(k):
-                    if use[q] and nu > 1:
-                        if abs(vals[q] - centre) > clip * math.sqrt(vv[q]):
-                            use[q] = False
-                            nu -= 1
-                            changed = True
-                if not changed:
-                    break
-            sw = 0.0
-            sx = 0.0
-            svar = 0.0
-            m = 0
-            for q in range(k):
-                if use[q]:
-                    sw += ww[q]
-                    sx += ww[q] * vals[q]
-                    svar += ww[q] * ww[q] * vv[q]
-                    m += 1
-                else:
-                    nclip += 1
-            if method == 1:
-                # large-n efficiency of the median of Gaussian samples: pi/2
-                sv = 0.0
-                for q in range(k):
-                    if use[q]:
-                        sv += vv[q]
-                out_img[j, i] = centre
-                out_var[j, i] = 0.5 * math.pi * sv / (m * m) if m > 2 else sv / (m * m)
-            else:
-                out_img[j, i] = sx / sw
-                out_var[j, i] = svar / (sw * sw)
-            out_cnt[j, i] = m
-            out_clipped[j, i] = nclip
-            out_badbits[j, i] = bbits
-            out_badfrac[j, i] = wbad / (wtot + wbad)
+        _stack_row(j, img, var, msk, weights, excl, method, clip, n_iter, out_img, out_var, out_cnt,
+                   out_clipped, out_badbits, out_badfrac, out_used)
