@@ -9,8 +9,12 @@ import pytest
 import lsstdrp
 
 
+#: Public modules below a subpackage (stages that live inside another's package).
+NESTED = ("isr.calibs",)
+
+
 def _public_callables():
-    for name in lsstdrp.SUBPACKAGES:
+    for name in (*lsstdrp.SUBPACKAGES, *NESTED):
         mod = importlib.import_module(f"lsstdrp.{name}")
         for attr in getattr(mod, "__all__", []):
             obj = getattr(mod, attr)
