@@ -110,14 +110,20 @@ def test_defects_bad_input():
         find_defects(np.zeros((4, 4)), np.ones((4, 5)))
 
 
-@pytest.mark.parametrize("kind", ["polynomial", "spline"])
-def test_linearity_residual_below_01_percent(kind, record_property):
+@pytest.fixture(scope="module")
+def linearity_sim():
     geom = make_detector_geometry(2, 1, assembled_shape=(256, 512), prescan=3, serial_overscan=16, parallel_overscan=8)
     fx = RawEffects(nonlinearity=0.02, cosmic_ray_rate=0.0)
     st = make_sensor_truth(geom, effects=fx, rng=5)
     lv = np.linspace(500, 1.15 * float(np.min(st.full_well)), 30)
     sim = make_calibration_exposures(geom, st, kind="flat", n=lv.size, levels=lv, rng=6, effects=fx)
-    fit = fit_linearity(amp_levels(sim.raws, calibs=st.calibs), lv, kind=kind)
+    return geom, st, lv, amp_levels(sim.raws, calibs=st.calibs)
+
+
+@pytest.mark.parametrize("kind", ["polynomial", "spline"])
+def test_linearity_residual_below_01_percent(kind, linearity_sim, record_property):
+    geom, st, lv, levels = linearity_sim
+    fit = fit_linearity(levels, lv, kind=kind)
     assert fit.success.all()
     # the turnoff: where the signal stops rising, near the amps' clip level
     clip = np.asarray(st.clip_adu)

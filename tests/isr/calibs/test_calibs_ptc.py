@@ -183,7 +183,7 @@ def _kernel_strength(k, kt):
     return t(obs) - t(correct_brighter_fatter(obs, k).image)
 
 
-def _slope_sigma(ptc, kt, n=30):
+def _slope_sigma(ptc, kt, n=20):
     """Statistical error of the corrected slope from the PTC's a_ij errors (Monte Carlo
     through the kernel solve): slope_uncorrected x relative scatter of the strength."""
     rng = np.random.default_rng(0)

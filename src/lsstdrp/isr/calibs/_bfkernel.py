@@ -95,7 +95,7 @@ class BfKernelResult:
         lim = np.max(np.abs(self.a[np.arange(self.a.shape[0]) != L][:, np.arange(self.a.shape[1]) != L])) or 1.0
         im = axes[1].imshow(both, origin="lower", cmap="RdBu_r", vmin=-lim, vmax=lim)
         fig.colorbar(im, ax=axes[1], label="a [1/e-]")
-        axes[1].set_title("measured a (left) vs -lap K (right); a00 off scale")
+        axes[1].set_title("a: measured | kernel model")
         yy, xx = np.mgrid[-L:L + 1, -L:L + 1]
         rr = np.hypot(yy, xx).ravel()
         ok = rr > 0
