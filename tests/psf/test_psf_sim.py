@@ -84,8 +84,11 @@ def pooled(survey):
         ntrain += int(used.sum())
         chi.append(res.chi2_dof * float(res.stars["dof"][used].sum()))
         dof_used.append(float(res.stars["dof"][used].sum()))
-        for x, y in zip(cat["x"][reserved], cat["y"][reserved]):
-            a, b = _moments(res.psf.kernel_image(x, y)), _moments(tr.psf.kernel_image(x, y))
+        # the truth at each reserved star's own colour (the stars' SEDs differ; the
+        # achromatic model is their average)
+        gi = np.asarray(sim.color_index(np.asarray(st["temperature"]), "g-i", tilt=np.asarray(st["tilt"])))
+        for x, y, c in zip(cat["x"][reserved], cat["y"][reserved], gi[reserved]):
+            a, b = _moments(res.psf.kernel_image(x, y)), _moments(tr.psf.kernel_image(x, y, color=c))
             d.append(((a[0] - b[0]) / b[0], a[1] - b[1], a[2] - b[2]))
     return np.array(d), 2.0 / math.sqrt(snr2), ntrain, sum(chi) / sum(dof_used)
 
