@@ -60,7 +60,7 @@ def _scene(rng, star_flux, n_side=6, noise=True, sky_sigma=SKY_SIGMA):
         w_in = tan_wcs((IN_SHAPE[1] / 2 + rng.uniform(-12, 12), IN_SHAPE[0] / 2 + rng.uniform(-12, 12)),
                        rot_deg=rng.uniform(-20, 20))
         xi, yi = w_in.world_to_pixel_values(ra, dec)
-        img = _render(IN_SHAPE, psf, xi, yi, np.full(xi.size, star_flux))
+        img = _render(IN_SHAPE, psf, xi, yi, np.full(xi.size, star_flux)) if star_flux else np.zeros(IN_SHAPE)
         var = np.full(IN_SHAPE, sky_sigma**2 * (1 + 0.2 * i))
         if noise:
             img = img + rng.normal(size=IN_SHAPE) * np.sqrt(var)
@@ -157,13 +157,14 @@ def test_coadd_fluxes_unbiased(bright_scene, record_property):
 
 
 def test_coadd_errors_match_scatter(record_property):
-    """Faint sources (S/N ~ 10): scatter of coadd PSF-weighted fluxes vs the
+    """Faint, background-dominated sources: scatter of coadd PSF-weighted fluxes vs the
     covariance-aware errors within 5% (>= 2000 sources: the standard deviation is known
-    to 1.6%); the naive per-pixel errors are recorded. One weight stamp (the CoaddPsf at
-    the patch centre) serves every source: the variance of any linear measurement is
-    what ``measurement_variance`` predicts."""
+    to 1.6%); the naive per-pixel errors are recorded. The measurement is linear, so a
+    faint source only shifts its mean: the sources are left out of the pixels (their own
+    Poisson noise is negligible at S/N ~ 5) and the fluxes are pure coadd noise, measured
+    with one weight stamp (the CoaddPsf at the patch centre)."""
     rng = np.random.default_rng(22)
-    f_true = 400.0
+    f_true = 0.0
     fl, err_cov, err_naive = [], [], []
     wts = None
     while len(fl) < 2000:
