@@ -117,6 +117,11 @@ def match_similarity(zs: np.ndarray, zr: np.ndarray, *, area_arcsec2: float, ref
     brightest first. Returns None when no proposal is supported by ``min_matches`` and
     significantly more matches than chance.
     """
+    # search slightly beyond the stated limits: a transform exactly at a limit, estimated
+    # from three noisy stars, must not fall outside it
+    scale_tol = 1.25 * scale_tol + 0.005
+    if max_rotation_deg is not None:
+        max_rotation_deg = 1.25 * max_rotation_deg + 0.1
     ns = min(len(zs), n_bright)
     if ns < 3 or len(zr) < 3:
         return None
@@ -187,8 +192,8 @@ def match_similarity(zs: np.ndarray, zr: np.ndarray, *, area_arcsec2: float, ref
     best = dataclasses.replace(best, n_expected_random=float(mu))
     if best.n_matched < max(min_matches, math.ceil(mu + 5.0 * math.sqrt(mu) + 2.0)):
         return None
-    if max_rotation_deg is not None and abs(math.degrees(np.angle(best.a))) > max_rotation_deg * 1.5:
+    if max_rotation_deg is not None and abs(math.degrees(np.angle(best.a))) > max_rotation_deg:
         return None
-    if abs(abs(best.a) - 1.0) > 1.5 * scale_tol:
+    if abs(abs(best.a) - 1.0) > scale_tol:
         return None
     return best
