@@ -321,3 +321,38 @@ def test_proper_motion_is_applied(field):
     stale = fit_wcs(field.catalogs[key], field.refcat_astrometric, mjd=57388.0, **args)
     assert good.success and stale.success
     assert good.rms_mas < 0.7 * stale.rms_mas
+
+
+# ---------------------------------------------------------------------------- invariants
+from hypothesis import given, settings  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+
+
+@settings(deadline=None, derandomize=True, max_examples=15)
+@given(seed=st.integers(0, 2**31 - 1), order=st.integers(1, 4))
+def test_fit_tan_sip_does_not_depend_on_point_order(seed, order):
+    rng = np.random.default_rng(seed)
+    x, y = rng.uniform(0, 500, 60), rng.uniform(0, 500, 60)
+    ra = 10.0 + (x - 250) * 5e-5 + 1e-9 * x**2
+    dec = -30.0 + (y - 250) * 5e-5 - 1e-9 * x * y
+    a = fit_tan_sip(x, y, ra, dec, order=order, bbox=(0, 500, 0, 500))
+    p = rng.permutation(60)
+    b = fit_tan_sip(x[p], y[p], ra[p], dec[p], order=order, bbox=(0, 500, 0, 500))
+    gx, gy = np.meshgrid(np.linspace(0, 500, 6), np.linspace(0, 500, 6))
+    assert np.abs(sky_err_mas(a.wcs, b.wcs, gx.ravel(), gy.ravel())).max() < 1e-6
+
+
+def test_inputs_untouched_and_results_pickle(field):
+    import pickle
+
+    key = field.keys()[0]
+    cat = field.catalogs[key].copy()
+    for c in ("x", "y", "psf_flux"):
+        cat[c].value.flags.writeable = False  # read-only inputs work and are not modified
+    before = np.asarray(cat["x"].value).copy()
+    res = fit_wcs(cat, field.refcat_astrometric, wcs=field.truth[key].tan_sip.wcs, mjd=field.truth[key].mjd,
+                  sip_order=2)
+    assert res.success and np.array_equal(np.asarray(cat["x"].value), before)
+    back = pickle.loads(pickle.dumps(res))  # results travel back from dask workers
+    assert back.n_used == res.n_used
+    assert np.allclose(back.wcs.wcs.crval, res.wcs.wcs.crval)
