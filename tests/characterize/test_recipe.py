@@ -39,8 +39,10 @@ def test_recipe_chains_every_step(rendered, record_property):
     t_true = sum(tr.psf.moments(511.5, 511.5)[:2])
     record_property("psf_size_ratio", t_fit / t_true)
     assert abs(t_fit / t_true - 1) < 0.05
-    # WCS against the truth at the matched stars: within the fit's error budget (DCR at
-    # airmass up to 1.5 is not modelled, so 3x the per-star residual rms / sqrt(n) + 50 mas)
+    # WCS against the truth at the matched stars: differential chromatic refraction (airmass
+    # up to 1.5) moves stars by tens of mas depending on their colour and is not modelled
+    # (the fitted WCS is that of the mean star), so only < 150 mas rms is required here;
+    # tests/characterize/test_astrometry.py tests the WCS accuracy at airmass 1
     m = res.wcs_result.matches
     x, y = np.asarray(m["x"].value), np.asarray(m["y"].value)
     a = np.array(out.wcs.pixel_to_world_values(x, y))
