@@ -25,7 +25,7 @@ class CrosstalkFit:
         ``[victim, source]`` in electrons (the convention of ``Calibs.crosstalk``); 0
         on the diagonal and where nothing was measured.
     errors : numpy.ndarray, shape (n_amp, n_amp)
-        1-sigma (from the scatter of the clipped ratios); NaN where not measured.
+        1-sigma (jackknife over frames); NaN where not measured.
     quadratic, quadratic_errors : numpy.ndarray or None, shape (n_amp, n_amp)
         ``[victim, source]`` quadratic terms (1/e⁻) when fitted.
     n_pixels : numpy.ndarray of int, shape (n_amp, n_amp)
@@ -108,14 +108,19 @@ def measure_crosstalk(
 
     In each raw frame, every amp's signal (e⁻ above its per-row serial overscan level,
     in read-out order) is compared pixel by pixel with every other amp's at the same
-    read-out position. Where the source is bright (above ``threshold`` e⁻, below its
-    saturation) and the victim has no source of its own (victim signal below
-    ``max_coefficient`` x source + 5 sigma of its sky), the victim's signal minus its
-    sky (clipped median and MAD of the segment) is fitted as :math:`v = c\\,s + b_f`
-    (and :math:`+\\,q\\,s^2` with ``quadratic``), with :math:`b_f` a free offset per
-    frame (the sky under the source may differ from the segment's), by least squares
-    with ``nsigma`` clipping; errors from the residual scatter. The sources must vary
-    in brightness (stars, spots), or the offsets absorb the crosstalk.
+    read-out position. For each victim, at the pixels where some other amp is bright
+    (above ``threshold`` e⁻; no amp saturated there) and the victim has no source of its
+    own (none brighter than ``max_coefficient`` x the brightest source + 5 sigma within
+    ``grow`` pixels), the victim's signal minus its sky (clipped median of the segment)
+    is fitted jointly on all the other amps, :math:`v = \\sum_s c_{vs}\\,s + b_f`
+    (and :math:`+\\sum_s q_{vs}\\,s^2` with ``quadratic``), with :math:`b_f` a free
+    offset per frame (the sky under the sources may differ from the segment's), by
+    least squares with ``nsigma`` clipping; errors by a jackknife over the frames (the
+    noise is correlated within a frame: column and row patterns), or from the residual
+    scatter with fewer than 3 frames. Fitting
+    all sources at once keeps a third amp's ghost, bright where the source happens to
+    be, out of a coefficient. The sources must vary in brightness (stars, spots), or the
+    offsets absorb the crosstalk.
 
     Parameters
     ----------
@@ -190,71 +195,87 @@ def measure_crosstalk(
         raise InvalidInputError(f"crosstalk needs amplifiers of one data shape; got {sorted(shapes)}")
     n = geom.n_amps
     gains = calibs.amp_gains() if calibs is not None else geom.gains
-    xs: list[list[list[np.ndarray]]] = [[[] for _ in range(n)] for _ in range(n)]
-    ys: list[list[list[np.ndarray]]] = [[[] for _ in range(n)] for _ in range(n)]
-    fs: list[list[list[np.ndarray]]] = [[[] for _ in range(n)] for _ in range(n)]
-    for raw in frames:
+    # per victim: rows = pixels where some other amp is bright; columns = all other amps
+    X: list[list[np.ndarray]] = [[] for _ in range(n)]
+    Y: list[list[np.ndarray]] = [[] for _ in range(n)]
+    F: list[list[np.ndarray]] = [[] for _ in range(n)]
+    for fi, raw in enumerate(frames):
         sig, ok = _segments_e(raw, gains)
         smax = max(float(np.max(x)) for x in sig)
+        allok = np.logical_and.reduce(ok)
         for v in range(n):
             sky, sd = _sky(sig[v])
             vs = sig[v] - sky
             # the victim's own sources (brighter than any ghost can be), with their wings
-            own = ndimage.binary_dilation(vs > maxc * smax + 5 * sd, iterations=grow) if grow else vs > maxc * smax + 5 * sd
-            for s in range(n):
-                if s == v:
-                    continue
-                sel = (sig[s] > threshold) & ok[s] & ~own & (np.abs(vs) < maxc * sig[s] + 5 * sd)
-                if sel.any():
-                    xs[v][s].append(sig[s][sel])
-                    ys[v][s].append(vs[sel])
-                    fs[v][s].append(np.full(int(sel.sum()), len(fs[v][s])))
+            own = vs > maxc * smax + 5 * sd
+            if grow:
+                own = ndimage.binary_dilation(own, iterations=grow)
+            others = [s for s in range(n) if s != v]
+            bright = np.logical_or.reduce([sig[s] > threshold for s in others])
+            sel = bright & allok & ~own
+            if not sel.any():
+                continue
+            X[v].append(np.stack([sig[s][sel] for s in others], axis=1))
+            Y[v].append(vs[sel])
+            F[v].append(np.full(int(sel.sum()), fi))
     coef = np.zeros((n, n))
     err = np.full((n, n), np.nan)
     qc = np.zeros((n, n)) if quadratic else None
     qe = np.full((n, n), np.nan) if quadratic else None
     npix = np.zeros((n, n), dtype=np.int64)
+    nf = len(frames)
     for v in range(n):
-        for s in range(n):
-            if s == v or not xs[v][s]:
-                continue
-            x = np.concatenate(xs[v][s])
-            y = np.concatenate(ys[v][s])
-            f = np.concatenate(fs[v][s])
-            nf = int(f.max()) + 1
-            Xall = np.stack([x, x * x], axis=1) if quadratic else x[:, None]
-            keep = np.ones(x.size, bool)
-            p = np.zeros(Xall.shape[1])
-            for _ in range(21):
-                if keep.sum() < min_pixels:
-                    break
-                p, X, yk, cnt = _within_fit(Xall, y, f, nf, keep)
-                # residuals with each frame's sky offset (mean of the kept residuals)
-                r0 = y - Xall @ p
-                off = np.bincount(f[keep], weights=r0[keep], minlength=nf) / np.maximum(cnt, 1)
-                r = r0 - off[f]
-                sd = float(np.std(r[keep]))
-                new = np.abs(r) <= nsigma * sd if sd > 0 else keep
-                if np.array_equal(new, keep):
-                    break
-                keep = new
-            m = int(keep.sum())
-            npix[v, s] = m
-            if m < min_pixels:
-                continue
-            p, X, yk, cnt = _within_fit(Xall, y, f, nf, keep)
-            r = yk - X @ p
-            dof = max(m - X.shape[1] - int(np.count_nonzero(cnt)), 1)
-            s2 = float(np.sum(r**2) / dof)
+        if not X[v]:
+            continue
+        others = [s for s in range(n) if s != v]
+        x = np.concatenate(X[v])
+        y = np.concatenate(Y[v])
+        f = np.concatenate(F[v])
+        Xall = np.concatenate([x, x * x], axis=1) if quadratic else x
+        keep = np.ones(y.size, bool)
+        for _ in range(21):
+            if keep.sum() < min_pixels:
+                break
+            p, _, _, cnt = _within_fit(Xall, y, f, nf, keep)
+            r0 = y - Xall @ p
+            off = np.bincount(f[keep], weights=r0[keep], minlength=nf) / np.maximum(cnt, 1)
+            r = r0 - off[f]
+            sd = float(np.std(r[keep]))
+            new = np.abs(r) <= nsigma * sd if sd > 0 else keep
+            if np.array_equal(new, keep):
+                break
+            keep = new
+        m = int(keep.sum())
+        # bright pixels of each source among the kept rows
+        nb = (x[keep] > threshold).sum(axis=0)
+        for j, s in enumerate(others):
+            npix[v, s] = int(nb[j])
+        if m < min_pixels:
+            continue
+        p, Xk, yk, cnt = _within_fit(Xall, y, f, nf, keep)
+        used_frames = np.flatnonzero(cnt > 0)
+        if used_frames.size >= 3:
+            # jackknife over frames: the noise is correlated within a frame (column and
+            # row patterns, the victim's sky), so pixels are not independent
+            reps = np.array([_within_fit(Xall, y, f, nf, keep & (f != i))[0] for i in used_frames])
+            nj = used_frames.size
+            cov = (nj - 1) / nj * np.einsum("ij,ik->jk", reps - reps.mean(0), reps - reps.mean(0))
+        else:
+            r = yk - Xk @ p
+            dof = max(m - Xk.shape[1] - int(np.count_nonzero(cnt)), 1)
             try:
-                cov = s2 * np.linalg.inv(X.T @ X)
+                cov = float(np.sum(r**2) / dof) * np.linalg.inv(Xk.T @ Xk)
             except np.linalg.LinAlgError:
                 continue
-            coef[v, s] = p[0]
-            err[v, s] = math.sqrt(cov[0, 0])
+        k = len(others)
+        for j, s in enumerate(others):
+            if nb[j] < min_pixels:
+                continue
+            coef[v, s] = p[j]
+            err[v, s] = math.sqrt(cov[j, j])
             if quadratic:
-                qc[v, s] = p[1]
-                qe[v, s] = math.sqrt(cov[1, 1])
+                qc[v, s] = p[k + j]
+                qe[v, s] = math.sqrt(cov[k + j, k + j])
     measured = np.isfinite(err)
     np.fill_diagonal(measured, True)
     ok_all = bool(measured.all())
