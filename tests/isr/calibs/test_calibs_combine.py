@@ -12,6 +12,8 @@ import tracemalloc
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from scipy import ndimage
 from astropy.io import fits
 
@@ -249,3 +251,28 @@ def test_bad_input(sensor):
     for a in f:
         a.flags.writeable = False
     make_master_flat(f)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64, np.int32, ">f4", np.uint16])
+def test_input_dtypes_give_float32_masters(dtype):
+    rng = np.random.default_rng(2)
+    frames = [rng.integers(100, 200, (6, 7)).astype(dtype) for _ in range(5)]
+    m = combine_frames(frames)
+    assert m.image.dtype == np.float32 and m.variance.dtype == np.float32 and m.n_used.dtype == np.uint16
+    ref, _ = _reference(np.array(frames, dtype=np.float64), np.ones(5), 3.0, 3.0, 5)
+    np.testing.assert_allclose(m.image, ref, rtol=1e-6)
+
+
+@settings(deadline=None, derandomize=True, max_examples=25)
+@given(n=st.integers(1, 9), rows=st.integers(1, 12), seed=st.integers(0, 1000), tile=st.integers(1, 12))
+def test_tiling_and_frame_order_do_not_change_the_master(n, rows, seed, tile):
+    rng = np.random.default_rng(seed)
+    stack = rng.normal(0, 1, (n, rows, 5)).astype(np.float32)
+    stack[rng.random(stack.shape) < 0.1] = 50.0
+    a = combine_frames(list(stack), memory_limit=1e9)
+    b = combine_frames(list(stack[rng.permutation(n)]), tile_rows=tile)
+    np.testing.assert_allclose(a.image, b.image, rtol=1e-6, atol=1e-6)
+    np.testing.assert_array_equal(a.n_used, b.n_used)
+    # a constant frame set is its own master, with zero variance
+    c = combine_frames([np.full((rows, 5), 3.5)] * max(n, 2))
+    assert np.all(c.image == 3.5) and np.all(c.variance == 0)
