@@ -14,8 +14,7 @@ from astropy.wcs import WCS
 from scipy.spatial import cKDTree
 
 from .._errors import InvalidInputError
-from ._common import (check_int, check_pos, check_table, col, deproject, project, refcat_positions,
-                      tangent_basis)
+from ._common import check_int, check_pos, check_table, col, project, refcat_positions, tangent_basis
 from ._matcher import match_similarity, nearest_matches
 from ._tansip import TanSipFit, fit_tan_sip, monomials
 

@@ -17,9 +17,26 @@ __all__ = ["ARCSEC", "col", "check_table", "unit_vectors", "radec_from_vectors",
 ARCSEC = math.pi / (180.0 * 3600.0)
 
 
-def col(table: Any, name: str, dtype: Any = np.float64) -> np.ndarray:
-    """A column as a plain array (units stripped, masked entries -> NaN for floats)."""
+def col(table: Any, name: str, dtype: Any = np.float64, unit: Any = None) -> np.ndarray:
+    """A column as a plain array (masked entries -> NaN for floats).
+
+    With ``unit``, a column carrying a unit (Quantity or ``Column.unit``) is converted to
+    it first (e.g. radians -> degrees); unitless columns are taken as already in ``unit``.
+    """
     c = table[name]
+    if unit is not None:
+        cu = getattr(c, "unit", None)
+        if cu is not None and cu != unit:
+            from astropy import units as _u
+
+            try:
+                factor = _u.Unit(cu).to(unit)
+            except _u.UnitConversionError:
+                raise InvalidInputError(f"column {name!r} has unit {cu}; expected one convertible to {unit}") from None
+            v = getattr(c, "value", c)
+            if hasattr(v, "filled") and np.dtype(dtype).kind == "f":
+                v = v.filled(np.nan)
+            return np.asarray(v, dtype=dtype) * factor
     v = getattr(c, "value", c)
     if hasattr(v, "filled") and np.dtype(dtype).kind == "f":
         v = v.filled(np.nan)
@@ -106,8 +123,10 @@ def refcat_positions(refcat: Table, mjd: float | None) -> tuple[np.ndarray, np.n
     (e.g. a photometric catalog) are used as they are, with ``ra_err_mas``/``dec_err_mas``
     when present (else 0).
     """
-    ra = col(refcat, "ra")
-    dec = col(refcat, "dec")
+    from astropy import units as _u
+
+    ra = col(refcat, "ra", unit=_u.deg)
+    dec = col(refcat, "dec", unit=_u.deg)
     n = len(ra)
     era = col(refcat, "ra_err_mas") if "ra_err_mas" in refcat.colnames else np.zeros(n)
     edec = col(refcat, "dec_err_mas") if "dec_err_mas" in refcat.colnames else np.zeros(n)

@@ -226,7 +226,7 @@ def fit_photo_calib(catalog: Any, refcat: Any, *, band: str, wcs: Any = None, ma
     elif wcs is not None:
         ra, dec = wcs.pixel_to_world_values(np.where(np.isfinite(x), x, 0.0), np.where(np.isfinite(y), y, 0.0))
         ra = np.where(np.isfinite(x) & np.isfinite(y), np.asarray(ra, float), np.nan)
-        i_s, i_r = match_sky(ra, np.asarray(dec, float), col(ref, "ra"), col(ref, "dec"),
+        i_s, i_r = match_sky(ra, np.asarray(dec, float), col(ref, "ra", unit=u.deg), col(ref, "dec", unit=u.deg),
                              check_pos(match_radius_arcsec, "match_radius_arcsec"))
     else:
         raise InvalidInputError("give `wcs` (to match by position) or `matches`")
