@@ -71,7 +71,9 @@ def pooled(survey):
         st = _isolated_stars(tr, shape)
         reserved = np.random.default_rng(key[1]).random(len(st)) < 0.2
         cat = QTable({"x": np.asarray(st["x"]), "y": np.asarray(st["y"]), "psf_reserved": reserved})
-        res = fit_psf(ex.image, ex.variance, cat, mask=ex.mask, spatial_order=1)
+        # the sky is subtracted with the truth background (characterize's job)
+        image = ex.image - tr.background.astype(np.float32)
+        res = fit_psf(image, ex.variance, cat, mask=ex.mask, spatial_order=1)
         assert res.success, res.reason
         used = np.asarray(res.stars["psf_used"])
         flux = np.asarray(res.stars["flux"].value)

@@ -1,7 +1,7 @@
 """Visit-level (focal-plane) PSF fit against per-detector fits on the simulator.
 
 One visit of 2 x 2 detectors with ~15 isolated stars each (< 30, the issue's
-few-star regime); 30% of the stars are reserved. The visit fit (shared order-2
+few-star regime); 30% of the stars are reserved. The visit fit (shared order-1
 focal-plane polynomial + per-detector constants with a ridge prior) must beat
 per-detector order-1 fits in the reserved-star residuals: the pooled reserved
 chi2/dof (flux, centroid, background refitted per star) and the rms of dT/T against
@@ -46,7 +46,7 @@ def visit():
         ex, tr = s.exposure(v, d), s.truth[(v, d)]
         st = _isolated_stars(tr, s.config.det_shape[0])
         res = np.random.default_rng(d).random(len(st)) < 0.3
-        exps[d] = ex
+        exps[d] = (ex.image - tr.background.astype(np.float32), ex.variance, ex.mask)
         cats[d] = QTable({"x": np.asarray(st["x"]), "y": np.asarray(st["y"]), "psf_reserved": res})
         trs[d] = (lambda x, y, d=d: s.focal_plane.pixel_to_focal(d, x, y))
         truth[d] = tr.psf
@@ -56,11 +56,11 @@ def visit():
 def test_visit_fit_beats_per_detector(visit, record_property):
     exps, cats, trs, truth = visit
     assert all(len(c) < 30 for c in cats.values())
-    vres = fit_visit_psf(exps, cats, trs, spatial_order=2, detector_order=0)
+    vres = fit_visit_psf(exps, cats, trs, spatial_order=1, detector_order=0)
     assert vres.success, vres.reason
     stats = {"visit": [0.0, 0.0, []], "detector": [0.0, 0.0, []]}
     for d, cat in cats.items():
-        pres = fit_psf(exps[d].image, exps[d].variance, cat, mask=exps[d].mask, spatial_order=1)
+        pres = fit_psf(exps[d][0], exps[d][1], cat, mask=exps[d][2], spatial_order=1)
         assert pres.success, pres.reason
         vs = vres.stars[np.asarray(vres.stars["detector"]) == d]
         for name, tab, psf in (("visit", vs, vres.psf.psf_for(d)), ("detector", pres.stars, pres.psf)):

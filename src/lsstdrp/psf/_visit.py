@@ -10,7 +10,7 @@ import numpy as np
 
 from .._errors import InvalidInputError
 from ..core import as_image, normalize_mask
-from ._fit import PsfFitResult, _check_int, _default_size, _fit_pixel, _gather_stamps, _parse_stars
+from ._fit import PsfFitResult, _check_int, _circle_weights, _default_size, _fit_pixel, _gather_stamps, _parse_stars
 from ._models import PolynomialBasis, VisitPixelGridPsf, _interp_code
 
 __all__ = ["fit_visit_psf", "affine_transform"]
@@ -69,7 +69,7 @@ def fit_visit_psf(
     size: int | None = None,
     oversampling: int = 1,
     interpolant: str = "bspline5",
-    fit_background: bool = True,
+    fit_background: bool = False,
     max_iter: int = 6,
     outlier_nsigma: float = 4.0,
     max_reject_fraction: float = 0.1,
@@ -211,6 +211,7 @@ def fit_visit_psf(
     Ds, Ws, X0, Y0, xs, ys, res_, cols, Ps, dcol, idxs = [], [], [], [], [], [], [], [], [], [], []
     for i, (d, img, var, m, idx, x, y, reserved, col, bounds, A) in enumerate(per):
         D, W, x0, y0 = _gather_stamps(img, var, m, bad_planes, None, None, None, x, y, S)
+        W = _circle_weights(W, x, y, x0, y0, 0.5 * size + 2.0)
         Ds.append(D)
         Ws.append(W)
         X0.append(x0)
