@@ -162,7 +162,7 @@ def _compare(d: dict[str, Any]) -> dict[str, float]:
     return r
 
 
-def full_scale_acceptance(n_det: int = 2, det_shape: int = 1024, density: float = 120.0, seed: int = 3) -> dict:
+def full_scale_acceptance(n_det: int = 3, det_shape: int = 1024, density: float = 120.0, seed: int = 3) -> dict:
     """The issue's >= 500-star acceptance, pooled over the detectors of one visit."""
     from astropy.table import QTable
 
@@ -178,7 +178,8 @@ def full_scale_acceptance(n_det: int = 2, det_shape: int = 1024, density: float 
         st = isolated_stars(tr, ex.image.shape)
         reserved = np.random.default_rng(key[1]).random(len(st)) < 0.2
         cat = QTable({"x": np.asarray(st["x"]), "y": np.asarray(st["y"]), "psf_reserved": reserved})
-        res = fit_psf(ex.image, ex.variance, cat, mask=ex.mask, spatial_order=2)
+        image = ex.image - tr.background.astype(np.float32)  # sky subtraction is characterize's job
+        res = fit_psf(image, ex.variance, cat, mask=ex.mask, spatial_order=2)
         used = np.asarray(res.stars["psf_used"])
         flux = np.asarray(res.stars["flux"].value)
         for i in np.flatnonzero(used):
@@ -215,12 +216,12 @@ def des_crossval(n_folds: int = 5, order: int = 2) -> dict:
 
 
 if __name__ == "__main__":
-    print("full-scale acceptance (pooled over a visit):")
+    print("full-scale acceptance (pooled over the 9 detectors of a visit):")
     for k, v in full_scale_acceptance().items():
-        print(f"  {k:24s} {v:.4g}", flush=True)
-    print("DES real stars, cross-validated chi2/dof (5 folds, order 2):")
-    for k, v in des_crossval().items():
         print(f"  {k:24s} {v:.4g}", flush=True)
     print("side by side with PIFF (one detector):")
     for k, v in _compare(_setup()).items():
+        print(f"  {k:24s} {v:.4g}", flush=True)
+    print("DES real stars, cross-validated chi2/dof (5 folds, order 2):")
+    for k, v in des_crossval().items():
         print(f"  {k:24s} {v:.4g}", flush=True)
