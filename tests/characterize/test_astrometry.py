@@ -310,6 +310,11 @@ def test_fit_wcs_argument_errors(field):
         fit_wcs({"x": [1.0]}, field.refcat_astrometric, wcs=field.truth[key].tan_sip.wcs, mjd=60000.0)
     with pytest.raises(InvalidInputError, match="sip_order"):
         fit_wcs(cat, field.refcat_astrometric, wcs=field.truth[key].tan_sip.wcs, mjd=60000.0, sip_order=12)
+    with pytest.raises(InvalidInputError, match="no rows"):
+        fit_wcs(cat, field.refcat_astrometric[:0], wcs=field.truth[key].tan_sip.wcs, mjd=60000.0)
+    # an empty catalog is not an error of the input: the fit reports that it could not run
+    res = fit_wcs(cat[:0], field.refcat_astrometric, wcs=field.truth[key].tan_sip.wcs, mjd=60000.0)
+    assert not res.success and res.wcs is None and "usable sources" in res.reason and res.flags.shape == (0,)
 
 
 def test_proper_motion_is_applied(field):
