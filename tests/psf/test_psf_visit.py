@@ -56,11 +56,11 @@ def visit():
 def test_visit_fit_beats_per_detector(visit, record_property):
     exps, cats, trs, truth = visit
     assert all(len(c) < 30 for c in cats.values())
-    vres = fit_visit_psf(exps, cats, trs, spatial_order=1, detector_order=0)
+    vres = fit_visit_psf(exps, cats, trs, spatial_order=1, detector_order=0, size=17)
     assert vres.success, vres.reason
     stats = {"visit": [0.0, 0.0, []], "detector": [0.0, 0.0, []]}
     for d, cat in cats.items():
-        pres = fit_psf(exps[d][0], exps[d][1], cat, mask=exps[d][2], spatial_order=1)
+        pres = fit_psf(exps[d][0], exps[d][1], cat, mask=exps[d][2], spatial_order=1, size=17)
         assert pres.success, pres.reason
         vs = vres.stars[np.asarray(vres.stars["detector"]) == d]
         for name, tab, psf in (("visit", vs, vres.psf.psf_for(d)), ("detector", pres.stars, pres.psf)):
