@@ -65,7 +65,7 @@ def _scene(rng, star_flux, n_side=6, noise=True, sky_sigma=SKY_SIGMA):
         if noise:
             img = img + rng.normal(size=IN_SHAPE) * np.sqrt(var)
         warps.append(warp(img.astype(np.float32), var.astype(np.float32), wcs_in=w_in, wcs_out=w_out,
-                          shape_out=OUT_SHAPE, psf=psf))
+                          shape_out=OUT_SHAPE, psf=psf, covariance_samples=3))
         truth_psfs.append(psf)
     return warps, sx, sy, truth_psfs
 

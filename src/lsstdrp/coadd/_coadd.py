@@ -651,7 +651,7 @@ def coadd(
     >>> float(r.image[0, 0]), float(r.variance[0, 0]), int(r.n_inputs[0, 0])
     (2.0, 0.5, 2)
     """
-    from ._kernels import polygon_inside_near, stack_region
+    from ._kernels import parallel_rows, polygon_inside_near, stack_region
 
     items = list(warps) if not isinstance(warps, Sequence) else warps
     n = len(items)
@@ -743,8 +743,8 @@ def coadd(
         bbits = np.empty((h, nx), np.uint32)
         bfrac = np.empty((h, nx), np.float64)
         used = np.empty((n, h, nx), np.bool_)
-        stack_region(bi, bv, bm, w, np.uint32(bad), meth, clipv, int(clip_iterations),
-                     out_img[y0:y1], out_var[y0:y1], cnt, ncl, bbits, bfrac, used)
+        parallel_rows(stack_region, h, bi, bv, bm, w, np.uint32(bad), meth, clipv, int(clip_iterations),
+                      out_img[y0:y1], out_var[y0:y1], cnt, ncl, bbits, bfrac, used, block=8)
         del bi, bv
         m = out_msk[y0:y1]
         out_cnt[y0:y1] = cnt

@@ -9,74 +9,74 @@ from __future__ import annotations
 import math
 
 import numpy as np
-from numba import njit, prange
+from numba import njit
 
 __all__: list[str] = []
 
-#: interpolation-table samples per pixel of the resampling kernels
+#: sub-pixel phases tabulated per pixel for the resampling weights
 TABLE_DENSITY = 4096
 
 
-def kernel_table(kind: str) -> tuple[np.ndarray, int]:
-    """Tabulated 1-D resampling kernel ``K(|t|)`` on ``t = i / TABLE_DENSITY``.
+def parallel_rows(func, n_rows, *args, block=16):
+    """Run ``func(j0, j1, *args)`` over row blocks on ``numba.get_num_threads()`` threads.
 
-    Returns the table (zero-padded past the support) and the half-width ``a`` (taps per
-    side). Linear interpolation in the table is exact for 'bilinear' and accurate to
-    ~2e-8 for the Lanczos kernels (|K''| <= 10, spacing 1/4096).
+    The kernels release the GIL (``nogil=True``), so Python threads run them in parallel
+    without numba's parfor machinery (whose compilation would dominate a cold start).
     """
+    import numba
+
+    nthreads = max(1, int(numba.get_num_threads()))
+    blocks = [(j, min(j + block, n_rows)) for j in range(0, n_rows, block)]
+    if nthreads == 1 or len(blocks) == 1:
+        func(0, n_rows, *args)
+        return
+    from concurrent.futures import ThreadPoolExecutor
+
+    with ThreadPoolExecutor(max_workers=nthreads) as ex:
+        for f in [ex.submit(func, j0, j1, *args) for j0, j1 in blocks]:
+            f.result()
+
+
+def kernel_table(kind: str) -> tuple[np.ndarray, int]:
+    """Weights of the 2a taps of a resampling kernel for ``TABLE_DENSITY + 1`` sub-pixel phases.
+
+    Row ``p`` holds the weights for a position ``i0 + p / TABLE_DENSITY`` (taps
+    ``i0 - a + 1 ... i0 + a``): the kernel values ('bilinear' or Lanczos ``sinc(t)
+    sinc(t/a)``) with the minimum-norm correction ``w_j += l0 + l1 t_j`` that makes
+    ``sum w = 1`` and ``sum w t = 0``. Constants and linear gradients are reproduced
+    exactly, and the kernel's transform and its slope vanish at the sampling frequency,
+    which keeps point-source fluxes through small scale changes and rotations (plain
+    normalised Lanczos3 loses 0.3% of a star's flux on a 2% scale change). Linear
+    interpolation between rows keeps both constraints exact; its error is < 1e-7.
+    """
+    a = {"bilinear": 1, "lanczos3": 3, "lanczos5": 5}[kind]
+    phi = np.arange(TABLE_DENSITY + 1, dtype=np.float64)[:, None] / TABLE_DENSITY
+    t = phi + (a - 1) - np.arange(2 * a)[None, :]
     if kind == "bilinear":
-        a = 1
-    elif kind == "lanczos3":
-        a = 3
-    elif kind == "lanczos5":
-        a = 5
-    else:  # pragma: no cover - validated by the caller
-        raise ValueError(kind)
-    t = np.arange(a * TABLE_DENSITY + 2, dtype=np.float64) / TABLE_DENSITY
-    if kind == "bilinear":
-        k = np.clip(1.0 - t, 0.0, None)
+        raw = np.clip(1.0 - np.abs(t), 0.0, None)
     else:
-        k = np.sinc(t) * np.sinc(t / a)
-        k[t >= a] = 0.0
-    return k, a
+        raw = np.where(np.abs(t) < a, np.sinc(t) * np.sinc(t / a), 0.0)
+    n = 2 * a
+    s0, s1 = raw.sum(axis=1), (raw * t).sum(axis=1)
+    t1, t2 = t.sum(axis=1), (t * t).sum(axis=1)
+    r0, r1 = 1.0 - s0, -s1
+    det = n * t2 - t1 * t1
+    l0 = (r0 * t2 - r1 * t1) / det
+    l1 = (n * r1 - t1 * r0) / det
+    w = raw + l0[:, None] + l1[:, None] * t
+    return np.ascontiguousarray(w), a
 
 
 @njit(nogil=True, cache=True, inline="always")
 def _taps(pos, a, table, dens, w):
-    """Fill ``w`` (2a) with the kernel weights for position ``pos``; return the first index.
-
-    The tabulated kernel values get the minimum-norm correction
-    ``w_j += l0 + l1 * t_j`` (``t_j = pos - index_j``) that makes ``sum w = 1`` and
-    ``sum w t = 0``: constants and linear gradients are reproduced exactly, and the
-    kernel's Fourier transform and its slope vanish at the sampling frequency, which is
-    what keeps point-source fluxes through small scale changes and rotations.
-    """
+    """Fill ``w`` (2a) with the kernel weights for position ``pos``; return the first index."""
     i0 = math.floor(pos)
-    first = i0 - a + 1
-    n = 2 * a
-    s0 = 0.0
-    s1 = 0.0
-    t1 = 0.0
-    t2 = 0.0
-    for j in range(n):
-        tj = pos - (first + j)
-        t = abs(tj) * dens
-        k = int(t)
-        f = t - k
-        v = table[k] * (1.0 - f) + table[k + 1] * f
-        w[j] = v
-        s0 += v
-        s1 += v * tj
-        t1 += tj
-        t2 += tj * tj
-    r0 = 1.0 - s0
-    r1 = -s1
-    det = n * t2 - t1 * t1
-    l0 = (r0 * t2 - r1 * t1) / det
-    l1 = (n * r1 - t1 * r0) / det
-    for j in range(n):
-        w[j] += l0 + l1 * (pos - (first + j))
-    return first
+    u = (pos - i0) * dens
+    p = min(int(u), table.shape[0] - 2)
+    f = u - p
+    for j in range(2 * a):
+        w[j] = table[p, j] * (1.0 - f) + table[p + 1, j] * f
+    return i0 - a + 1
 
 
 @njit(nogil=True, cache=True, inline="always")
@@ -170,29 +170,29 @@ def _warp_row(jo, img, var, msk, gx, gy, gj, step, table, dens, a, thr, excl, co
         out_msk[jo, io] = m
 
 
-@njit(nogil=True, cache=True, parallel=True)
-def warp_rows_1(img, var, msk, gx, gy, gj, step, table, dens, thr, excl, conserve,
+@njit(nogil=True, cache=True)
+def warp_rows_1(j0, j1, img, var, msk, gx, gy, gj, step, table, dens, thr, excl, conserve,
                 out_img, out_var, out_msk, y_offset, x_offset):
-    """:func:`_warp_row` over all rows in parallel, kernel half-width 1 (constant loop bounds)."""
-    for jo in prange(out_img.shape[0]):
+    """:func:`_warp_row` over rows ``j0:j1``, kernel half-width 1 (constant loop bounds)."""
+    for jo in range(j0, j1):
         _warp_row(jo, img, var, msk, gx, gy, gj, step, table, dens, 1, thr, excl, conserve,
                   out_img, out_var, out_msk, y_offset, x_offset)
 
 
-@njit(nogil=True, cache=True, parallel=True)
-def warp_rows_3(img, var, msk, gx, gy, gj, step, table, dens, thr, excl, conserve,
+@njit(nogil=True, cache=True)
+def warp_rows_3(j0, j1, img, var, msk, gx, gy, gj, step, table, dens, thr, excl, conserve,
                 out_img, out_var, out_msk, y_offset, x_offset):
-    """:func:`_warp_row` over all rows in parallel, kernel half-width 3 (constant loop bounds)."""
-    for jo in prange(out_img.shape[0]):
+    """:func:`_warp_row` over rows ``j0:j1``, kernel half-width 3 (constant loop bounds)."""
+    for jo in range(j0, j1):
         _warp_row(jo, img, var, msk, gx, gy, gj, step, table, dens, 3, thr, excl, conserve,
                   out_img, out_var, out_msk, y_offset, x_offset)
 
 
-@njit(nogil=True, cache=True, parallel=True)
-def warp_rows_5(img, var, msk, gx, gy, gj, step, table, dens, thr, excl, conserve,
+@njit(nogil=True, cache=True)
+def warp_rows_5(j0, j1, img, var, msk, gx, gy, gj, step, table, dens, thr, excl, conserve,
                 out_img, out_var, out_msk, y_offset, x_offset):
-    """:func:`_warp_row` over all rows in parallel, kernel half-width 5 (constant loop bounds)."""
-    for jo in prange(out_img.shape[0]):
+    """:func:`_warp_row` over rows ``j0:j1``, kernel half-width 5 (constant loop bounds)."""
+    for jo in range(j0, j1):
         _warp_row(jo, img, var, msk, gx, gy, gj, step, table, dens, 5, thr, excl, conserve,
                   out_img, out_var, out_msk, y_offset, x_offset)
 
@@ -348,7 +348,7 @@ def polygon_inside_near(xs_poly, ys_poly, x0, y0, nx, ny, radius, inside, near):
                     near[j, i] = True
 
 
-@njit(nogil=True, cache=True)
+@njit(nogil=True, cache=True, inline="always")
 def _stack_row(j, img, var, msk, weights, excl, method, clip, n_iter, out_img, out_var, out_cnt,
                out_clipped, out_badbits, out_badfrac, out_used):
     """One row of :func:`stack_region`."""
@@ -457,15 +457,14 @@ def _stack_row(j, img, var, msk, weights, excl, method, clip, n_iter, out_img, o
         out_badfrac[j, i] = wbad / (wtot + wbad)
 
 
-@njit(nogil=True, cache=True, parallel=True)
-def stack_region(img, var, msk, weights, excl, method, clip, n_iter, out_img, out_var, out_cnt,
+@njit(nogil=True, cache=True)
+def stack_region(j0, j1, img, var, msk, weights, excl, method, clip, n_iter, out_img, out_var, out_cnt,
                  out_clipped, out_badbits, out_badfrac, out_used):
     """Combine ``n`` input planes (n, ny, nx) pixel by pixel.
 
     method 0: weighted mean with one weight per input; 1: median (unweighted).
     ``clip > 0``: iterative clipping of inputs with |I - centre| > clip * sqrt(V_i).
     """
-    n, ny, nx = img.shape
-    for j in prange(ny):
+    for j in range(j0, j1):
         _stack_row(j, img, var, msk, weights, excl, method, clip, n_iter, out_img, out_var, out_cnt,
                    out_clipped, out_badbits, out_badfrac, out_used)
