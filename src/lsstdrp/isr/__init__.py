@@ -20,8 +20,9 @@ used alone:
 and returns an :class:`IsrResult` with the :class:`~lsstdrp.core.Exposure`, the
 cosmic-ray result and per-step diagnostics.
 
-Calibration products (master frames, photon transfer curve, BF kernel, ...) will live
-in ``isr.calibs``.
+The calibration products that ISR consumes (master frames, photon transfer curve, BF
+kernel, crosstalk, defects, linearity, chromatic corrections) are built by
+:mod:`lsstdrp.isr.calibs`.
 """
 
 from ._amps import CrosstalkResult, amp_segments, assemble_amplifiers, correct_crosstalk
