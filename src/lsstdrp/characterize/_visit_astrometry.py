@@ -34,7 +34,7 @@ class VisitWcsResult:
         ``detector -> astropy.wcs.WCS`` TAN-SIP export of the visit model (empty on
         failure).
     export_error_mas : dict
-        ``detector -> `` largest distance (mas) between the exported TAN-SIP WCS and the
+        ``detector`` -> largest distance (mas) between the exported TAN-SIP WCS and the
         model on a check grid.
     detector_fits : dict
         ``detector ->`` :class:`WcsFitResult` of the single-frame match used to find the
@@ -153,7 +153,7 @@ def fit_visit_wcs(catalogs: Mapping, refcat: Any, *, wcs: Mapping, mjd: float | 
     Parameters
     ----------
     catalogs : dict
-        ``detector -> `` source catalog (as :func:`fit_wcs` takes).
+        ``detector`` -> source catalog (as :func:`fit_wcs` takes).
     refcat : astropy.table.Table
         Astrometric reference catalog (see :func:`fit_wcs`).
     wcs : dict

@@ -315,9 +315,11 @@ def run_isr(
     5. parallel overscan (per column),
     6. linearity (:func:`correct_linearity`, per amp),
     7. assembly (:func:`assemble_amplifiers`),
-    8. bias, 9. dark scaled by the dark time, 10. brighter-fatter
-       (:func:`correct_brighter_fatter`), 11. defects (masked ``BAD``; interpolated,
-       ``INTRP``, after the flat from flat-fielded neighbours, image and variance),
+    8. bias,
+    9. dark scaled by the dark time,
+    10. brighter-fatter (:func:`correct_brighter_fatter`),
+    11. defects (masked ``BAD``; interpolated, ``INTRP``, after the flat from
+        flat-fielded neighbours, image and variance),
     12. variance (:func:`make_variance`: signal with the dark charge, plus read noise),
     13. flat (:func:`apply_flat`: ``NO_DATA`` where the flat is ~0),
     14. cosmic rays: with two snaps, :func:`combine_snaps`; with one snap and a
