@@ -82,7 +82,7 @@ def benchmarks() -> list[dict[str, Any]]:
 # ---------------------------------------------------------------------------------------
 # full-scale acceptance measurements
 # ---------------------------------------------------------------------------------------
-def acceptance_psf(n_inputs: int = 8, n_side: int = 20, flux: float = 1.0e6, sky_sigma: float = 30.0) -> dict:
+def acceptance_psf(n_inputs: int = 8, n_side: int = 24, flux: float = 1.0e6, sky_sigma: float = 30.0) -> dict:
     """CoaddPsf vs >= 300 coadd stars at S/N >= 200."""
     from lsstdrp.coadd import coadd, warp
     from lsstdrp.core import GaussianPsf, MaskPlane

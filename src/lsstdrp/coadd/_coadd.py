@@ -580,9 +580,11 @@ def coadd(
     warps : sequence
         The inputs, all of one shape: :class:`WarpResult` objects, anything with
         ``image``, ``variance``, ``mask`` (e.g. an :class:`~lsstdrp.core.Exposure`), or
-        paths of files written by :func:`write_warp`. Items are fetched per strip of
-        rows, so with paths (or a lazy sequence of them) only ``rows_per_chunk`` rows of
-        every input are in memory at once.
+        paths of files written by :func:`write_warp`. Files are read strip by strip
+        (plain seeks, no memory map), so with paths (or a lazy sequence of paths) only
+        ``rows_per_chunk`` rows of every input are in memory at once; in-memory inputs
+        are used by reference. Inputs given as paths carry no covariance model (the
+        result's ``covariance`` is then None).
     weights : array_like of shape (n,), optional
         One weight per input; default the inverse mean variance of each input's valid
         pixels (so the coadd PSF does not depend on a source's flux, as it would with

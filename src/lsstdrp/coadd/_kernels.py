@@ -80,7 +80,7 @@ def _taps(pos, a, table, dens, w):
 
 
 @njit(nogil=True, cache=True, inline="always")
-def _warp_row(jo, img, var, msk, gx, gy, gj, step, table, dens, a, thr, excl, conserve,
+def _warp_row(jo, img, var, msk, anyflag, gx, gy, gj, step, table, dens, a, thr, excl, conserve,
               out_img, out_var, out_msk, y_offset, x_offset):
     """One output row of the warp (inlined into ``warp_rows_<a>`` with a constant ``a``).
 
@@ -118,20 +118,20 @@ def _warp_row(jo, img, var, msk, gx, gy, gj, step, table, dens, a, thr, excl, co
         sv = 0.0
         wbad = 0.0
         m = np.uint32(0)
-        # fast path: plain sums, mask bits ORed on the way; redone below if any bit is set
-        for jy in range(2 * a):
-            r = fys + jy
-            rs = 0.0
-            rv = 0.0
-            for jx in range(2 * a):
-                w = wx[jx]
-                m |= msk[r, fxs + jx]
-                rs += w * img[r, fxs + jx]
-                rv += w * w * var[r, fxs + jx]
-            wyv = wy[jy]
-            s += wyv * rs
-            sv += wyv * wyv * rv
-        if m != 0:
+        if anyflag[fys, fxs] == 0:
+            # fast path: no mask bit under the kernel footprint
+            for jy in range(2 * a):
+                r = fys + jy
+                rs = 0.0
+                rv = 0.0
+                for jx in range(2 * a):
+                    w = wx[jx]
+                    rs += w * img[r, fxs + jx]
+                    rv += w * w * var[r, fxs + jx]
+                wyv = wy[jy]
+                s += wyv * rs
+                sv += wyv * wyv * rv
+        else:
             s = 0.0
             sv = 0.0
             m = np.uint32(0)
@@ -171,30 +171,51 @@ def _warp_row(jo, img, var, msk, gx, gy, gj, step, table, dens, a, thr, excl, co
 
 
 @njit(nogil=True, cache=True)
-def warp_rows_1(j0, j1, img, var, msk, gx, gy, gj, step, table, dens, thr, excl, conserve,
+def warp_rows_1(j0, j1, img, var, msk, anyflag, gx, gy, gj, step, table, dens, thr, excl, conserve,
                 out_img, out_var, out_msk, y_offset, x_offset):
     """:func:`_warp_row` over rows ``j0:j1``, kernel half-width 1 (constant loop bounds)."""
     for jo in range(j0, j1):
-        _warp_row(jo, img, var, msk, gx, gy, gj, step, table, dens, 1, thr, excl, conserve,
+        _warp_row(jo, img, var, msk, anyflag, gx, gy, gj, step, table, dens, 1, thr, excl, conserve,
                   out_img, out_var, out_msk, y_offset, x_offset)
 
 
 @njit(nogil=True, cache=True)
-def warp_rows_3(j0, j1, img, var, msk, gx, gy, gj, step, table, dens, thr, excl, conserve,
+def warp_rows_3(j0, j1, img, var, msk, anyflag, gx, gy, gj, step, table, dens, thr, excl, conserve,
                 out_img, out_var, out_msk, y_offset, x_offset):
     """:func:`_warp_row` over rows ``j0:j1``, kernel half-width 3 (constant loop bounds)."""
     for jo in range(j0, j1):
-        _warp_row(jo, img, var, msk, gx, gy, gj, step, table, dens, 3, thr, excl, conserve,
+        _warp_row(jo, img, var, msk, anyflag, gx, gy, gj, step, table, dens, 3, thr, excl, conserve,
                   out_img, out_var, out_msk, y_offset, x_offset)
 
 
 @njit(nogil=True, cache=True)
-def warp_rows_5(j0, j1, img, var, msk, gx, gy, gj, step, table, dens, thr, excl, conserve,
+def warp_rows_5(j0, j1, img, var, msk, anyflag, gx, gy, gj, step, table, dens, thr, excl, conserve,
                 out_img, out_var, out_msk, y_offset, x_offset):
     """:func:`_warp_row` over rows ``j0:j1``, kernel half-width 5 (constant loop bounds)."""
     for jo in range(j0, j1):
-        _warp_row(jo, img, var, msk, gx, gy, gj, step, table, dens, 5, thr, excl, conserve,
+        _warp_row(jo, img, var, msk, anyflag, gx, gy, gj, step, table, dens, 5, thr, excl, conserve,
                   out_img, out_var, out_msk, y_offset, x_offset)
+
+
+@njit(nogil=True, cache=True)
+def box_any(msk, n, out):
+    """``out[r, c] = 1`` where any mask bit is set in ``msk[r:r+n, c:c+n]`` (uint8)."""
+    ny, nx = msk.shape
+    rowany = np.zeros((ny, nx), dtype=np.uint8)
+    for r in range(ny):
+        run = 0
+        for c in range(nx - 1, -1, -1):
+            if msk[r, c] != 0:
+                run = n
+            if run > 0:
+                rowany[r, c] = 1
+                run -= 1
+    for r in range(ny):
+        for c in range(nx):
+            out[r, c] = rowany[r, c]
+        for k in range(1, min(n, ny - r)):
+            for c in range(nx):
+                out[r, c] |= rowany[r + k, c]
 
 
 #: the row kernels by half-width

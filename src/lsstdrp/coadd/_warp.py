@@ -266,7 +266,7 @@ def warp(
     >>> r.image.dtype, round(float(np.nanmedian(r.image)), 6)
     (dtype('float32'), 1.0)
     """
-    from ._kernels import TABLE_DENSITY, WARP_ROWS, correlation_kernel, parallel_rows
+    from ._kernels import TABLE_DENSITY, WARP_ROWS, box_any, correlation_kernel, parallel_rows
 
     img = as_image(image, "image")
     var = as_image(variance, "variance", dtype=img.dtype)
@@ -307,7 +307,9 @@ def warp(
     out_img = np.empty(shape_out, dtype=img.dtype)
     out_var = np.empty(shape_out, dtype=img.dtype)
     out_msk = np.empty(shape_out, dtype=np.uint32)
-    parallel_rows(WARP_ROWS[a], shape_out[0], img, var, msk, gx, gy, gj, float(step), table,
+    anyflag = np.empty(img.shape, np.uint8)
+    box_any(msk, 2 * a, anyflag)
+    parallel_rows(WARP_ROWS[a], shape_out[0], img, var, msk, anyflag, gx, gy, gj, float(step), table,
                   float(TABLE_DENSITY), thr, np.uint32(int(exclude_planes)), bool(conserve_flux),
                   out_img, out_var, out_msk, 0.0, 0.0)
     no_data = (out_msk & np.uint32(MaskPlane.NO_DATA)) != 0
