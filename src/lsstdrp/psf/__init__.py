@@ -10,7 +10,7 @@ models, chromatic PSFs and visit-level (focal-plane) fits.
 - :func:`fit_visit_psf`: one model over all detectors of a visit (shared focal-plane
   polynomial plus per-detector terms with a ridge prior), ``psf_for(detector)``;
 - :func:`residual_maps`: size/shape residual maps and the mean residual stamp;
-- :func:`write_psf` / :func:`read_psf` (FITS) and :func:`from_piff`;
+- :func:`write_psf` / :func:`read_psf` (FITS), :func:`from_piff` and :func:`to_piff`;
 - the models :class:`PixelGridPsf`, :class:`AnalyticPsf` (both satisfy the
   :class:`lsstdrp.core.Psf` protocol) on a :class:`PolynomialBasis`.
 """
@@ -18,7 +18,7 @@ models, chromatic PSFs and visit-level (focal-plane) fits.
 from ._fit import PSF_MODELS, PsfFitResult, fit_psf
 from ._models import AnalyticPsf, PixelGridPsf, PolynomialBasis, VisitPixelGridPsf
 from ._diagnostics import ResidualMaps, residual_maps
-from ._io import from_piff, read_psf, write_psf
+from ._io import from_piff, read_psf, to_piff, write_psf
 from ._select import select_psf_stars
 from ._visit import affine_transform, fit_visit_psf
 
@@ -30,6 +30,7 @@ __all__ = [
     "write_psf",
     "read_psf",
     "from_piff",
+    "to_piff",
     "residual_maps",
     "ResidualMaps",
     "PsfFitResult",
