@@ -290,6 +290,15 @@ def test_streaming_from_files_matches_memory(tmp_path, bright_scene):
     np.testing.assert_allclose(r.variance, res.variance, rtol=1e-6, equal_nan=True)
     np.testing.assert_array_equal(r.mask, res.mask)
     np.testing.assert_array_equal(r.n_inputs, res.n_inputs)
+    # the covariance model travels with the files: same kernels as from memory
+    assert res.covariance is not None and r.covariance is not None
+    assert back.covariance is not None
+    np.testing.assert_allclose(back.covariance.kernels, warps[0].covariance.kernels, rtol=0, atol=1e-12)
+    np.testing.assert_allclose(r.covariance.kernels, res.covariance.kernels, rtol=1e-5, atol=1e-9)
+    stamp = np.ones((7, 7))
+    y0, x0 = (s_ // 2 - 3 for s_ in r.image.shape)
+    assert r.measurement_variance(stamp, x0=x0, y0=y0) == pytest.approx(
+        res.measurement_variance(stamp, x0=x0, y0=y0), rel=1e-5)
 
 
 def test_tiling_and_selection(tiny_survey):

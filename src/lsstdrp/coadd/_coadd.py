@@ -266,7 +266,10 @@ def write_warp(path: str | os.PathLike, warp: Any, *, overwrite: bool = False) -
     """Write a warp (image, mask, variance, outline, weight) to a FITS file.
 
     HDUs: ``IMAGE`` (float32), ``MASK`` (MaskPlane bits stored as int32), ``VARIANCE``
-    (float32), ``POLYGON`` (binary table x, y); the primary header carries ``WEIGHT``
+    (float32), ``POLYGON`` (binary table x, y) and, when the warp has a covariance model,
+    ``COVKERN`` (its correlation kernels), ``COVVAR`` (the mean variance around each
+    kernel sample), ``COVX``/``COVY`` (the sample positions), so a coadd built from
+    files carries the covariance too; the primary header carries ``WEIGHT``
     (the inverse mean variance over valid pixels) and the output WCS. :func:`coadd`
     reads such files strip by strip, so a stack of them never needs to fit in memory.
 
@@ -307,6 +310,12 @@ def write_warp(path: str | os.PathLike, warp: Any, *, overwrite: bool = False) -
         poly = np.asarray(poly, dtype=np.float64)
         hdus.append(fits.BinTableHDU.from_columns(
             [fits.Column("x", "D", array=poly[:, 0]), fits.Column("y", "D", array=poly[:, 1])], name="POLYGON"))
+    cov = getattr(warp, "covariance", None)
+    if cov is not None:
+        hdus.append(fits.ImageHDU(np.asarray(cov.kernels, dtype=np.float64), name="COVKERN"))
+        hdus.append(fits.ImageHDU(_local_variances(cov), name="COVVAR"))
+        hdus.append(fits.BinTableHDU.from_columns([fits.Column("x", "D", array=cov.x_samples)], name="COVX"))
+        hdus.append(fits.BinTableHDU.from_columns([fits.Column("y", "D", array=cov.y_samples)], name="COVY"))
     fits.HDUList(hdus).writeto(os.fspath(path), overwrite=overwrite)
     return os.fspath(path)
 
@@ -321,6 +330,7 @@ class _WarpFile:
     weight: float | None
     polygon: np.ndarray | None
     wcs: Any
+    cov: tuple | None = None
 
     @classmethod
     def open(cls, path: str | os.PathLike) -> "_WarpFile":
@@ -352,6 +362,12 @@ class _WarpFile:
                 if "POLYGON" in names:
                     d = hdul["POLYGON"].data
                     poly = np.column_stack([np.asarray(d["x"], float), np.asarray(d["y"], float)])
+                cov = None
+                if all(n_ in names for n_ in ("COVKERN", "COVVAR", "COVX", "COVY")):
+                    cov = (np.asarray(hdul["COVKERN"].data, dtype=np.float64),
+                           np.asarray(hdul["COVX"].data["x"], dtype=np.float64),
+                           np.asarray(hdul["COVY"].data["y"], dtype=np.float64),
+                           np.asarray(hdul["COVVAR"].data, dtype=np.float64))
                 wcs = None
                 if "CTYPE1" in hdul[0].header:
                     import warnings
@@ -363,7 +379,7 @@ class _WarpFile:
                         wcs = WCS(hdul[0].header, naxis=2)
         except OSError as exc:
             raise InvalidInputError(f"warp file {p!r} could not be read as FITS: {exc}") from None
-        return cls(p, shape, offs, None if weight is None else float(weight), poly, wcs)
+        return cls(p, shape, offs, None if weight is None else float(weight), poly, wcs, cov)
 
     def rows(self, y0: int, y1: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         nx = self.shape[1]
@@ -391,7 +407,8 @@ def read_warp(path: str | os.PathLike) -> Any:
     Returns
     -------
     types.SimpleNamespace
-        ``image``, ``variance``, ``mask`` (uint32), ``wcs``, ``polygon``, ``weight``.
+        ``image``, ``variance``, ``mask`` (uint32), ``wcs``, ``polygon``, ``weight`` and
+        ``covariance`` (a :class:`PixelCovariance`, or None if the warp had none).
 
     Raises
     ------
@@ -402,7 +419,9 @@ def read_warp(path: str | os.PathLike) -> Any:
 
     wf = _WarpFile.open(path)
     img, var, msk = wf.rows(0, wf.shape[0])
-    return types.SimpleNamespace(image=img, variance=var, mask=msk, wcs=wf.wcs, polygon=wf.polygon, weight=wf.weight)
+    cov = None if wf.cov is None else PixelCovariance(wf.cov[0], wf.cov[1], wf.cov[2], var)
+    return types.SimpleNamespace(image=img, variance=var, mask=msk, wcs=wf.wcs, polygon=wf.polygon, weight=wf.weight,
+                                 covariance=cov)
 
 
 def _planes(item: Any, name: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -525,28 +544,58 @@ class CoaddResult:
         return self.covariance.measurement_variance(weights, x0=x0, y0=y0)
 
 
+def _local_variances(cov: PixelCovariance, xs: np.ndarray | None = None, ys: np.ndarray | None = None) -> np.ndarray:
+    """Mean finite variance in the 9 x 9 pixels around each kernel sample (NaN if none)."""
+    xs = cov.x_samples if xs is None else xs
+    ys = cov.y_samples if ys is None else ys
+    out = np.full((ys.size, xs.size), np.nan)
+    for j, y in enumerate(ys):
+        for i, x in enumerate(xs):
+            yi, xi = int(round(y)), int(round(x))
+            v = np.asarray(cov.variance[max(yi - 4, 0) : yi + 5, max(xi - 4, 0) : xi + 5], dtype=np.float64)
+            v = v[np.isfinite(v)]
+            if v.size:
+                out[j, i] = float(np.mean(v))
+    return out
+
+
 def _combine_covariance(sources: list[_Source], items: Sequence[Any], weights: np.ndarray,
                         shape: tuple[int, int]) -> Any:
-    covs = [getattr(it, "covariance", None) if not isinstance(it, (str, os.PathLike)) else None for it in items]
-    if any(c is None for c in covs):
-        return None
+    covs, local = [], []
+    for src, it in zip(sources, items):
+        if src.file is not None:
+            if src.file.cov is None:
+                return None
+            ker_f, xs_f, ys_f, lv = src.file.cov
+            # the variance plane stays on disk: the stored local means stand in for it
+            covs.append(PixelCovariance(ker_f, xs_f, ys_f, np.zeros((1, 1), np.float32)))
+            local.append(lv)
+        else:
+            c = getattr(it, "covariance", None)
+            if c is None:
+                return None
+            covs.append(c)
+            local.append(None)
     c0 = covs[0]
     r = max(c.radius for c in covs)
     xs, ys = c0.x_samples, c0.y_samples
     ker = np.zeros((ys.size, xs.size, 2 * r + 1, 2 * r + 1))
     norm = np.zeros((ys.size, xs.size))
-    for src, c, w in zip(sources, covs, weights):
+    for c, lv, w in zip(covs, local, weights):
+        if lv is None:
+            lv = _local_variances(c, xs, ys)
         for j, y in enumerate(ys):
             for i, x in enumerate(xs):
-                yi, xi = int(round(y)), int(round(x))
-                v = c.variance[max(yi - 4, 0) : yi + 5, max(xi - 4, 0) : xi + 5]
-                v = v[np.isfinite(v)]
-                if v.size == 0:
+                if lv.shape == (ys.size, xs.size):
+                    vbar = lv[j, i]
+                else:  # a file sampled on another grid: nearest stored sample
+                    vbar = lv[int(np.argmin(np.abs(c.y_samples - y))), int(np.argmin(np.abs(c.x_samples - x)))]
+                if not np.isfinite(vbar):
                     continue
                 k = c.kernel_at(x, y)
                 pad = r - c.radius
                 kk = np.pad(k, pad) if pad else k
-                contrib = w * w * float(np.mean(v))
+                contrib = w * w * float(vbar)
                 ker[j, i] += contrib * kk
                 norm[j, i] += contrib
     ok = norm > 0
@@ -582,8 +631,8 @@ def coadd(
         paths of files written by :func:`write_warp`. Files are read strip by strip
         (plain seeks, no memory map), so with paths (or a lazy sequence of paths) only
         ``rows_per_chunk`` rows of every input are in memory at once; in-memory inputs
-        are used by reference. Inputs given as paths carry no covariance model (the
-        result's ``covariance`` is then None).
+        are used by reference. Warp files written by :func:`write_warp` from a warp with
+        a covariance model carry it (kernels and local variances), so the result has one.
     weights : array_like of shape (n,), optional
         One weight per input; default the inverse mean variance of each input's valid
         pixels (so the coadd PSF does not depend on a source's flux, as it would with
