@@ -287,3 +287,11 @@ def test_license_is_bsd3_and_declared():
     project = tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))["project"]
     assert project["license"] == "BSD-3-Clause"
     assert "LICENSE" in project.get("license-files", ["LICENSE"])
+
+
+def test_test_module_basenames_are_unique():
+    # tests/ has no __init__.py files (rootdir-relative "prepend" imports): two test
+    # modules with the same basename make the second fail to import under pytest.
+    names = [p.name for p in (ROOT / "tests").rglob("test_*.py")]
+    dupes = sorted({n for n in names if names.count(n) > 1})
+    assert not dupes, f"test modules with the same basename: {dupes}"
