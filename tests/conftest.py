@@ -3,10 +3,30 @@
 from __future__ import annotations
 
 import numbers
+import os
+import tempfile
 from collections.abc import Callable
 from typing import Any
 
 import pytest
+
+
+def _private_numba_cache() -> None:
+    """Give every pytest-xdist worker its own numba cache directory.
+
+    Two workers compiling the same function into one cache can overwrite each other's
+    entries (numba's index and data files are written separately), and a worker then
+    loads machine code for another signature: wrong results or a segfault, depending on
+    timing. Runs here before any test module imports numba (lsstdrp loads it lazily).
+    """
+    worker = os.environ.get("PYTEST_XDIST_WORKER")
+    if not worker:
+        return
+    base = os.environ.get("NUMBA_CACHE_DIR") or os.path.join(tempfile.gettempdir(), "lsstdrp-numba-cache")
+    os.environ["NUMBA_CACHE_DIR"] = os.path.join(base, f"xdist-{worker}")
+
+
+_private_numba_cache()
 
 
 def _plain(value: Any) -> Any:
