@@ -116,3 +116,7 @@ def test_notebook_runs(path: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPat
         failure = re.sub(r"\x1b\[[0-9;]*m", "", str(exc))  # the cell's source and traceback
     if failure is not None:  # outside the except: no chained, coloured duplicate
         pytest.fail(f"{path.name}: a cell failed\n{failure}", pytrace=False)
+    # every code cell ran (an execution count each) and none left an error output
+    code = [c for c in nb.cells if c.cell_type == "code"]
+    assert all(c.get("execution_count") for c in code), f"{path.name}: a code cell did not run"
+    assert not any(o.get("output_type") == "error" for c in code for o in c.get("outputs", []))

@@ -682,7 +682,9 @@ def test_bad_shape(name, shape):
 
 def test_good_scalar_types_accepted():
     for v in (3, np.float32(3.2), np.int64(4), np.array(2.5)):
-        GAUSS.image(v, v, color=v)
+        stamp = GAUSS.image(v, v, color=v)
+        ref = GAUSS.image(float(v), float(v))
+        np.testing.assert_allclose(stamp, ref, rtol=0, atol=1e-12)
 
 
 def test_adapter_bad_input():

@@ -176,13 +176,16 @@ def test_inputs_are_not_modified():
     img, var, pos = _scene()
     mask = np.zeros(SHAPE, dtype=bool)
     mask[10, 10] = True
+    copies = [a.copy() for a in (img, var, mask, pos)]
     for arr in (img, var, mask):
-        arr.flags.writeable = False
+        arr.flags.writeable = False  # an in-place write would raise
     cat = {"x": pos[:, 0], "y": pos[:, 1]}
     measure_sources(img, var, cat, psf=PSF, mask=mask, background=1.0)
     aperture_flux(img, pos[:, 0], pos[:, 1], 3.0, variance=var, mask=mask)
     adaptive_moments(img, pos[:, 0], pos[:, 1], variance=var, mask=mask)
     psf_corrected_shape(img, pos[:, 0], pos[:, 1], psf=PSF, variance=var, mask=mask)
+    for before, after in zip(copies, (img, var, mask, pos)):
+        np.testing.assert_array_equal(after, before)
 
 
 def test_background_argument_is_subtracted():
