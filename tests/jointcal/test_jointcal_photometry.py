@@ -66,7 +66,7 @@ def test_fit_succeeds_and_is_self_consistent(record_property):
     record_property("chi2_dof", p.chi2_dof)
     record_property("validation_chi2_dof", p.validation["chi2_dof"])
     # chi2/dof of a correct model with correct errors: 1 within a few sqrt(2/dof)
-    assert abs(p.chi2_dof - 1.0) < 5 * math.sqrt(2.0 / p.dof) + 0.02
+    assert abs(p.chi2_dof - 1.0) < 5 * math.sqrt(2.0 / p.dof)
     assert abs(p.validation["chi2_dof"] - 1.0) < 0.1
 
 
